@@ -1,0 +1,55 @@
+import Foundation
+import Hummingbird
+
+/// The API's one JSON dialect: snake_case keys, ISO 8601 dates.
+enum APIJSON {
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.sortedKeys]
+        return encoder
+    }()
+
+    static let decoder: JSONDecoder = {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        decoder.dateDecodingStrategy = .iso8601
+        return decoder
+    }()
+}
+
+extension Request {
+    /// Reads at most `context.maxUploadSize` bytes (413 beyond) and decodes them (400 with the cause if malformed).
+    mutating func decodeJSON<T: Decodable>(_ type: T.Type, context: some RequestContext) async throws -> T {
+        guard let value = try await decodeJSONIfPresent(type, context: context) else {
+            throw APIError.badRequest("Request body is empty.", detail: "this endpoint expects a JSON object")
+        }
+        return value
+    }
+
+    /// Like `decodeJSON`, but an empty body is nil (for endpoints whose every field is optional).
+    mutating func decodeJSONIfPresent<T: Decodable>(_ type: T.Type, context: some RequestContext) async throws -> T? {
+        let buffer = try await collectBody(upTo: context.maxUploadSize)
+        guard buffer.readableBytes > 0 else { return nil }
+        do {
+            return try APIJSON.decoder.decode(T.self, from: Data(buffer.readableBytesView))
+        } catch let error as DecodingError {
+            throw APIError.badRequest("Request body is not valid JSON for this endpoint.", detail: Self.describe(error))
+        }
+    }
+
+    private static func describe(_ error: DecodingError) -> String {
+        func path(_ codingPath: [any CodingKey]) -> String {
+            codingPath.isEmpty ? "body" : codingPath.map(\.stringValue).joined(separator: ".")
+        }
+        switch error {
+        case .keyNotFound(let key, let context): return "missing field \(path(context.codingPath + [key]))"
+        case .typeMismatch(_, let context), .valueNotFound(_, let context):
+            return "wrong type at \(path(context.codingPath))"
+        case .dataCorrupted(let context):
+            return context.codingPath.isEmpty ? "malformed JSON" : "invalid value at \(path(context.codingPath))"
+        @unknown default: return "undecodable body"
+        }
+    }
+}

@@ -1,0 +1,141 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import NIOCore
+import NIOWebSocket
+
+/// Workspaces and their agents. A workspace is visible to its owner and to the deployment owner;
+/// to anyone else it does not exist (404, not 403, so ids cannot be probed).
+struct WorkspacesRoutes {
+    let store: any Store
+    let clock: any WallClock
+    let pubsub: any PubSub
+    let authenticator: Authenticator
+
+    func addSignedInRoutes(to group: RouterGroup<SignedInContext>) {
+        group.get("workspaces") { _, context -> [WorkspaceResponse] in
+            let owned = try await store.workspaces(ownerID: context.user.role == .owner ? nil : context.user.id)
+            var result: [WorkspaceResponse] = []
+            for workspace in owned { result.append(try await WorkspaceResponse.load(workspace, store: store)) }
+            return result
+        }
+        group.post("workspaces", use: createWorkspace)
+        group.get("workspaces/:workspace") { _, context in
+            try await WorkspaceResponse.load(try await visibleWorkspace(context), store: store)
+        }
+        group.delete("workspaces/:workspace", use: deleteWorkspace)
+        // Reached only when the request was not a WebSocket upgrade (the WebSocket router takes those).
+        group.get("workspaces/:workspace/watch-ws") { _, context -> Response in
+            _ = try await visibleWorkspace(context)
+            throw APIError.badRequest("This endpoint needs a WebSocket upgrade.", detail: "connect with a WebSocket client")
+        }
+        group.post("workspaces/:workspace/agents", use: createAgent)
+        group.get("workspaceagents/:agent") { _, context in
+            AgentResponse(try await visibleAgent(context))
+        }
+        group.delete("workspaceagents/:agent") { _, context -> Response in
+            let agent = try await visibleAgent(context)
+            try await store.deleteAgent(id: agent.id)
+            pubsub.publish(PubSubTopic.workspace(agent.workspaceID))
+            return Response(status: .noContent)
+        }
+    }
+
+    /// Routes authenticated by an agent token rather than a user session.
+    func addAgentRoutes(to group: RouterGroup<GatewayContext>) {
+        group.get("workspaceagents/me") { request, _ -> AgentResponse in
+            guard let presented = request.headers[SessionCredential.agentTokenHeaderName],
+                let agent = try await authenticator.agent(presenting: presented)
+            else { throw APIError(.unauthorized, "Invalid agent token.") }
+            return AgentResponse(agent)
+        }
+    }
+
+    /// `GET /api/v2/workspaces/{id}/watch-ws`: the workspace as JSON text messages, once on connect and again
+    /// after each change; closed with 1000 "workspace deleted" when it goes away.
+    func addWebSocketRoutes(to router: Router<GatewayWebSocketContext>) {
+        router.ws("/api/v2/workspaces/:workspace/watch-ws") { _, context in
+            guard let user = context.session?.user, let id = context.parameters.get("workspace", as: UUID.self),
+                let workspace = try await store.workspace(id: id), Self.canSee(workspace, user)
+            else { return .dontUpgrade }
+            return .upgrade([:])
+        } onUpgrade: { inbound, outbound, context in
+            guard let id = context.requestContext.parameters.get("workspace", as: UUID.self) else { return }
+            let changes = pubsub.subscribe(PubSubTopic.workspace(id))
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                // Drain the client's frames so its close ends the watch.
+                group.addTask { for try await _ in inbound {} }
+                group.addTask {
+                    var changes = changes.makeAsyncIterator()
+                    repeat {
+                        guard let workspace = try await store.workspace(id: id) else {
+                            try await outbound.close(.normalClosure, reason: "workspace deleted")
+                            return
+                        }
+                        let view = try await WorkspaceResponse.load(workspace, store: store)
+                        try await outbound.write(.text(String(decoding: try APIJSON.encoder.encode(view), as: UTF8.self)))
+                    } while await changes.next() != nil
+                }
+                try await group.next()
+                group.cancelAll()
+            }
+        }
+    }
+
+    private func createWorkspace(_ request: Request, context: SignedInContext) async throws -> EditedResponse<WorkspaceResponse> {
+        var request = request
+        let body = try await request.decodeJSON(NameRequest.self, context: context)
+        try NameRules.validate(body.name, field: "name")
+        let workspace = Workspace(ownerID: context.user.id, name: body.name, createdAt: clock.now)
+        do {
+            try await store.insertWorkspace(workspace)
+        } catch StoreError.conflict {
+            throw APIError.conflict("You already have a workspace named \"\(body.name)\".")
+        }
+        return EditedResponse(status: .created, response: try await WorkspaceResponse.load(workspace, store: store))
+    }
+
+    private func deleteWorkspace(_ request: Request, context: SignedInContext) async throws -> Response {
+        let workspace = try await visibleWorkspace(context)
+        try await store.deleteWorkspace(id: workspace.id)
+        pubsub.publish(PubSubTopic.workspace(workspace.id))
+        context.logger.info("Deleted workspace", metadata: ["workspace.id": "\(workspace.id)"])
+        return Response(status: .noContent)
+    }
+
+    private func createAgent(_ request: Request, context: SignedInContext) async throws -> EditedResponse<CreatedAgentResponse> {
+        let workspace = try await visibleWorkspace(context)
+        var request = request
+        let body = try await request.decodeJSON(NameRequest.self, context: context)
+        try NameRules.validate(body.name, field: "name")
+        let token = SecretToken.generate()
+        let agent = Agent(workspaceID: workspace.id, name: body.name, tokenID: token.id, hashedTokenSecret: token.hashedSecret, createdAt: clock.now)
+        do {
+            try await store.insertAgent(agent)
+        } catch StoreError.conflict {
+            throw APIError.conflict("This workspace already has an agent named \"\(body.name)\".")
+        }
+        pubsub.publish(PubSubTopic.workspace(workspace.id))
+        return EditedResponse(status: .created, response: CreatedAgentResponse(id: agent.id, token: token.value))
+    }
+
+    private func visibleWorkspace(_ context: SignedInContext) async throws -> Workspace {
+        guard let id = context.parameters.get("workspace", as: UUID.self), let workspace = try await store.workspace(id: id),
+            Self.canSee(workspace, context.user)
+        else { throw APIError.notFound("Workspace not found.") }
+        return workspace
+    }
+
+    private func visibleAgent(_ context: SignedInContext) async throws -> Agent {
+        guard let id = context.parameters.get("agent", as: UUID.self), let agent = try await store.agent(id: id),
+            let workspace = try await store.workspace(id: agent.workspaceID), Self.canSee(workspace, context.user)
+        else { throw APIError.notFound("Agent not found.") }
+        return agent
+    }
+
+    static func canSee(_ workspace: Workspace, _ user: User) -> Bool {
+        user.role == .owner || workspace.ownerID == user.id
+    }
+}

@@ -1,0 +1,66 @@
+import Foundation
+import Hummingbird
+import HummingbirdCore
+import HummingbirdWebSocket
+import Logging
+
+/// What the API needs at run time, assembled once by `GatewayServer` (and by tests).
+public struct GatewayEnvironment: Sendable {
+    public var configuration: GatewayConfiguration
+    public var store: any Store
+    public var clock: any WallClock
+    public var hasher: PasswordHasher
+    public var pubsub: any PubSub
+
+    public init(configuration: GatewayConfiguration, store: any Store, clock: any WallClock, hasher: PasswordHasher, pubsub: any PubSub) {
+        (self.configuration, self.store, self.clock, self.hasher, self.pubsub) = (configuration, store, clock, hasher, pubsub)
+    }
+
+    var authenticator: Authenticator { Authenticator(store: store, clock: clock) }
+}
+
+/// Builds the routers: one for HTTP requests and one that decides WebSocket upgrades.
+public enum GatewayRouter {
+    public static func http(_ environment: GatewayEnvironment, requestLogLevel: Logger.Level = .info) -> Router<GatewayContext> {
+        let router = Router(context: GatewayContext.self)
+        router.add(middleware: LogRequestsMiddleware(requestLogLevel))
+        router.add(middleware: MetricsMiddleware())
+        router.add(middleware: APIErrorMiddleware())
+        router.get("healthz") { _, _ in "OK" }
+
+        let api = router.group("api/v2")
+        api.add(middleware: SessionMiddleware(authenticator: environment.authenticator))
+        api.get("buildinfo") { _, _ in
+            BuildInfoResponse(version: BuildInfo.version, accessURL: environment.configuration.accessURL.absoluteString)
+        }
+        let configuration = environment.configuration
+        let users = UsersRoutes(
+            store: environment.store, hasher: environment.hasher, clock: environment.clock,
+            limiter: LoginRateLimiter(limit: configuration.loginRateLimit, clock: environment.clock),
+            sessions: SessionPolicy(sessionLifetime: configuration.sessionLifetime, secureCookies: configuration.accessURL.scheme == "https")
+        )
+        let workspaces = WorkspacesRoutes(store: environment.store, clock: environment.clock, pubsub: environment.pubsub, authenticator: environment.authenticator)
+        users.addPublicRoutes(to: api)
+        workspaces.addAgentRoutes(to: api)
+        let signedIn = api.group(context: SignedInContext.self)
+        users.addSignedInRoutes(to: signedIn)
+        workspaces.addSignedInRoutes(to: signedIn)
+        return router
+    }
+
+    public static func webSocket(_ environment: GatewayEnvironment) -> Router<GatewayWebSocketContext> {
+        let router = Router(context: GatewayWebSocketContext.self)
+        router.add(middleware: SessionMiddleware(authenticator: environment.authenticator))
+        WorkspacesRoutes(store: environment.store, clock: environment.clock, pubsub: environment.pubsub, authenticator: environment.authenticator)
+            .addWebSocketRoutes(to: router)
+        return router
+    }
+
+    /// The plain-HTTP listener of a TLS deployment: health checks, and redirects to the access URL.
+    static func redirecting(to accessURL: URL) -> Router<GatewayContext> {
+        let router = Router(context: GatewayContext.self)
+        router.add(middleware: AccessURLRedirectMiddleware(accessURL: accessURL))
+        router.get("healthz") { _, _ in "OK" }
+        return router
+    }
+}

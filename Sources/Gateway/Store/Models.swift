@@ -1,0 +1,63 @@
+import Foundation
+
+/// A person who signs in. The first user created is the deployment's owner.
+public struct User: Sendable, Equatable, Codable {
+    public enum Role: String, Sendable, Codable { case owner, member }
+    public var id: UUID
+    public var email: String
+    public var username: String
+    public var role: Role
+    /// argon2id string in libsodium's encoded form (algorithm, parameters and salt included).
+    public var passwordHash: String
+    public var createdAt: Date
+
+    public init(id: UUID = UUID(), email: String, username: String, role: Role, passwordHash: String, createdAt: Date) {
+        (self.id, self.email, self.username, self.role, self.passwordHash, self.createdAt) =
+            (id, email, username, role, passwordHash, createdAt)
+    }
+}
+
+/// A session or API token. Only the SHA-256 of the secret half is stored; see `SecretToken`.
+public struct APIKey: Sendable, Equatable {
+    public enum LoginType: String, Sendable, Codable { case password, token }
+    public var id: String
+    public var hashedSecret: Data
+    public var userID: UUID
+    public var loginType: LoginType
+    public var name: String?
+    public var createdAt: Date
+    public var expiresAt: Date
+
+    public init(id: String, hashedSecret: Data, userID: UUID, loginType: LoginType, name: String?, createdAt: Date, expiresAt: Date) {
+        (self.id, self.hashedSecret, self.userID, self.loginType, self.name, self.createdAt, self.expiresAt) =
+            (id, hashedSecret, userID, loginType, name, createdAt, expiresAt)
+    }
+}
+
+/// A developer's workspace, owned by one user.
+public struct Workspace: Sendable, Equatable {
+    public var id: UUID
+    public var ownerID: UUID
+    public var name: String
+    public var createdAt: Date
+
+    public init(id: UUID = UUID(), ownerID: UUID, name: String, createdAt: Date) {
+        (self.id, self.ownerID, self.name, self.createdAt) = (id, ownerID, name, createdAt)
+    }
+}
+
+/// The process inside a workspace that dials out to the gateway. Authenticates with its own token.
+public struct Agent: Sendable, Equatable {
+    public var id: UUID
+    public var workspaceID: UUID
+    public var name: String
+    /// SHA-256 of the agent token's secret half; the token id is the agent's `tokenID`.
+    public var tokenID: String
+    public var hashedTokenSecret: Data
+    public var createdAt: Date
+
+    public init(id: UUID = UUID(), workspaceID: UUID, name: String, tokenID: String, hashedTokenSecret: Data, createdAt: Date) {
+        (self.id, self.workspaceID, self.name, self.tokenID, self.hashedTokenSecret, self.createdAt) =
+            (id, workspaceID, name, tokenID, hashedTokenSecret, createdAt)
+    }
+}

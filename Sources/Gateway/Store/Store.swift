@@ -1,0 +1,53 @@
+import Foundation
+
+/// Everything meshgate persists, behind one protocol so SQLite (embedded default) and PostgreSQL (HA) are
+/// interchangeable. Callers never see SQL. Methods are async and never block an event loop.
+public protocol Store: Sendable {
+    // Users
+    /// Creates `user` as the owner only if no user exists yet, atomically; otherwise throws `StoreError.conflict`.
+    func insertFirstUser(_ user: User) async throws
+    func insertUser(_ user: User) async throws
+    func user(id: UUID) async throws -> User?
+    func user(email: String) async throws -> User?
+    func user(username: String) async throws -> User?
+    func users() async throws -> [User]
+    func userCount() async throws -> Int
+    /// Deletes the user with their keys, workspaces and agents.
+    func deleteUser(id: UUID) async throws
+
+    // API keys (sessions and CLI tokens)
+    func insertAPIKey(_ key: APIKey) async throws
+    func apiKey(id: String) async throws -> APIKey?
+    func deleteAPIKey(id: String) async throws
+    /// Removes keys that expired before `date`; returns how many.
+    @discardableResult func deleteAPIKeys(expiredBefore date: Date) async throws -> Int
+
+    // Workspaces
+    func insertWorkspace(_ workspace: Workspace) async throws
+    func workspace(id: UUID) async throws -> Workspace?
+    /// All workspaces, or those of one owner.
+    func workspaces(ownerID: UUID?) async throws -> [Workspace]
+    /// Deletes the workspace with its agents.
+    func deleteWorkspace(id: UUID) async throws
+
+    // Agents
+    func insertAgent(_ agent: Agent) async throws
+    func agent(id: UUID) async throws -> Agent?
+    func agent(tokenID: String) async throws -> Agent?
+    func agents(workspaceID: UUID) async throws -> [Agent]
+    func deleteAgent(id: UUID) async throws
+}
+
+public enum StoreError: Error, Equatable, CustomStringConvertible {
+    /// A uniqueness rule was broken; the payload names it (e.g. "users.email").
+    case conflict(String)
+    /// The row to change does not exist.
+    case notFound
+
+    public var description: String {
+        switch self {
+        case .conflict(let what): "conflict on \(what)"
+        case .notFound: "not found"
+        }
+    }
+}
