@@ -31,9 +31,12 @@ public struct APIError: Error, HTTPResponseError, Sendable {
 }
 
 /// The wire shape of every API error.
+/// `detail` is always present (empty when there is none), so clients can rely on the shape.
 struct APIErrorBody: Codable {
     let message: String
-    let detail: String?
+    let detail: String
+
+    init(message: String, detail: String?) { (self.message, self.detail) = (message, detail ?? "") }
 }
 
 /// Turns every failure below it into a JSON error, so no route, framework error or bug answers in another shape.

@@ -1,0 +1,91 @@
+import ArgumentParser
+import Foundation
+import Gateway
+import Logging
+import Metrics
+import Prometheus
+import ServiceLifecycle
+
+enum BuildInfoVersion { static let value = BuildInfo.version }
+
+/// `meshgate server`: the primary at the access URL.
+struct ServerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "server",
+        abstract: "Run the primary: TLS front, API and accounts.",
+        discussion: """
+            Every option is also an environment variable MESHGATE_<NAME> (e.g. MESHGATE_ACCESS_URL) and a key in the \
+            YAML file given by --config (e.g. access-url: https://…). Precedence: flag > environment > file > default. \
+            An invalid value stops start-up naming the option. See config/meshgate.yaml for a commented example.
+            """
+    )
+
+    @Option(name: .customLong("config"), help: "YAML configuration file. (env: MESHGATE_CONFIG)")
+    var configFile: String?
+
+    @Option(name: .customLong("access-url"), help: "URL users and agents reach this deployment at. (env: MESHGATE_ACCESS_URL; default: derived from the TLS, else HTTP listener)")
+    var accessURL: String?
+
+    @Option(name: .customLong("wildcard-access-url"), help: "Wildcard host for subdomain apps, *.apps.example.com or *-apps.example.com. (env: MESHGATE_WILDCARD_ACCESS_URL)")
+    var wildcardAccessURL: String?
+
+    @Option(name: .customLong("http-address"), help: "Plain HTTP listen address; \"\" disables. Serves everything without TLS, else redirects to the access URL. (env: MESHGATE_HTTP_ADDRESS; default: 127.0.0.1:3000)")
+    var httpAddress: String?
+
+    @Option(name: .customLong("tls-address"), help: "TLS listen address (HTTP/2 and HTTP/1.1 with WebSockets); turns TLS on. (env: MESHGATE_TLS_ADDRESS; default: off, 127.0.0.1:3443 with --dev)")
+    var tlsAddress: String?
+
+    @Option(name: .customLong("tls-cert-file"), help: "PEM certificate chain, leaf first. Reloaded on SIGHUP. Without it a self-signed certificate for the access URL's host is generated. (env: MESHGATE_TLS_CERT_FILE)")
+    var tlsCertFile: String?
+
+    @Option(name: .customLong("tls-key-file"), help: "PEM private key for --tls-cert-file. (env: MESHGATE_TLS_KEY_FILE)")
+    var tlsKeyFile: String?
+
+    @Option(name: .customLong("data-dir"), help: "Directory for the SQLite database and generated certificates. (env: MESHGATE_DATA_DIR; default: $XDG_DATA_HOME/meshgate or ~/.local/share/meshgate, ./.meshgate-dev with --dev)")
+    var dataDir: String?
+
+    @Option(name: .customLong("log-format"), help: "text or json. (env: MESHGATE_LOG_FORMAT; default: text)")
+    var logFormat: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical. (env: MESHGATE_LOG_LEVEL; default: info)")
+    var logLevel: String?
+
+    @Option(name: .customLong("prometheus-address"), help: "Serve Prometheus metrics at http://ADDRESS/metrics. (env: MESHGATE_PROMETHEUS_ADDRESS; default: off)")
+    var prometheusAddress: String?
+
+    @Option(name: .customLong("session-duration"), help: "Lifetime of a login session, e.g. 24h, 90m. (env: MESHGATE_SESSION_DURATION; default: 24h)")
+    var sessionDuration: String?
+
+    @Option(name: .customLong("login-rate-limit"), help: "Login attempts allowed per minute per client address; 0 disables. (env: MESHGATE_LOGIN_RATE_LIMIT; default: 10)")
+    var loginRateLimit: String?
+
+    @Flag(name: .customLong("dev"), inversion: .prefixedNo, help: "Development mode: HTTP and TLS listeners with a generated certificate, data in ./.meshgate-dev, an owner account printed at start. (env: MESHGATE_DEV)")
+    var dev: Bool?
+
+    /// The flags actually given, keyed by option name.
+    var flags: [String: String] {
+        typealias O = ServerSettings.Option
+        let pairs: [(String, String?)] = [
+            (O.accessURL, accessURL), (O.wildcardAccessURL, wildcardAccessURL), (O.httpAddress, httpAddress),
+            (O.tlsAddress, tlsAddress), (O.tlsCertFile, tlsCertFile), (O.tlsKeyFile, tlsKeyFile), (O.dataDir, dataDir),
+            (O.logFormat, logFormat), (O.logLevel, logLevel), (O.prometheusAddress, prometheusAddress),
+            (O.sessionDuration, sessionDuration), (O.loginRateLimit, loginRateLimit), (O.dev, dev.map { $0 ? "true" : "false" }),
+        ]
+        return Dictionary(uniqueKeysWithValues: pairs.compactMap { name, value in value.map { (name, $0) } })
+    }
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let settings: ServerSettings
+        do {
+            let path = configFile ?? environment["MESHGATE_CONFIG"]
+            let file = try path.map { try ConfigurationSources.loadFile($0, knownOptions: ServerSettings.Option.all) } ?? [:]
+            settings = try ServerSettings.resolve(ConfigurationSources(flags: flags, environment: environment, file: file, filePath: path))
+        } catch let error as ConfigurationError {
+            throw ValidationError(error.description)
+        } catch let error as ConfigurationFileError {
+            throw ValidationError(error.description)
+        }
+        try await ServerRunner(settings: settings).run()
+    }
+}

@@ -1,0 +1,87 @@
+import Foundation
+import Gateway
+import Logging
+import Metrics
+import Prometheus
+import ServiceLifecycle
+import UnixSignals
+
+/// Brings a resolved `ServerSettings` to life: logging, metrics, store, dev account, services.
+struct ServerRunner {
+    let settings: ServerSettings
+
+    func run() async throws {
+        let logger = bootstrapLogging()
+        let registry = bootstrapMetrics()
+        let configuration = settings.gateway
+
+        let store: SQLiteStore
+        do {
+            try FileManager.default.createDirectory(
+                atPath: configuration.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700]
+            )
+            store = try SQLiteStore(path: configuration.dataDirectory + "/meshgate.db")
+        } catch {
+            throw StartupError("cannot open the database in --data-dir \(configuration.dataDirectory): \(error)")
+        }
+        let hasher = try PasswordHasher()
+        let environment = GatewayEnvironment(
+            configuration: configuration, store: store, clock: SystemWallClock(), hasher: hasher, pubsub: InMemoryPubSub()
+        )
+        let server: GatewayServer
+        do {
+            server = try GatewayServer(environment: environment, metricsRegistry: registry, logger: logger)
+        } catch let error as TLSSetupError {
+            throw StartupError("TLS certificate: \(error)")
+        }
+        if let certificates = server.certificates {
+            logger.notice("TLS certificate in use", metadata: ["tls.fingerprint_sha256": "\(certificates.currentFingerprint)"])
+        }
+        let developmentAccount = settings.dev ? try await DevelopmentAccount.ensure(store: store, hasher: hasher, dataDirectory: configuration.dataDirectory) : nil
+
+        let services = server.services { addresses in
+            var metadata: Logger.Metadata = ["access_url": "\(configuration.accessURL.absoluteString)"]
+            for (listener, address) in addresses { metadata["\(listener.rawValue).address"] = "\(address)" }
+            logger.notice("meshgate ready", metadata: metadata)
+            if let developmentAccount {
+                developmentAccount.printBanner(accessURL: configuration.accessURL, fingerprint: server.certificates?.currentFingerprint)
+            }
+        }
+        let group = ServiceGroup(
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        )
+        try await group.run()
+        logger.notice("meshgate stopped")
+    }
+
+    private func bootstrapLogging() -> Logger {
+        let level = settings.logLevel
+        switch settings.logFormat {
+        case .text:
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
+        case .json:
+            LoggingSystem.bootstrap { label in
+                var handler = JSONLogHandler(label: label)
+                handler.logLevel = level
+                return handler
+            }
+        }
+        return Logger(label: "meshgate")
+    }
+
+    private func bootstrapMetrics() -> PrometheusCollectorRegistry? {
+        guard settings.gateway.prometheusAddress != nil else { return nil }
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        return registry
+    }
+}
+
+struct StartupError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,185 @@
+import Foundation
+import Gateway
+import Logging
+
+/// Everything `meshgate server` needs, resolved once from flags, environment, YAML file and defaults.
+struct ServerSettings {
+    enum LogFormat: String, CaseIterable { case text, json }
+
+    var gateway: GatewayConfiguration
+    var logFormat: LogFormat
+    var logLevel: Logger.Level
+    var dev: Bool
+
+    /// Option names as flags and YAML keys; `MESHGATE_` + upper snake case as environment variables.
+    enum Option {
+        static let accessURL = "access-url"
+        static let wildcardAccessURL = "wildcard-access-url"
+        static let httpAddress = "http-address"
+        static let tlsAddress = "tls-address"
+        static let tlsCertFile = "tls-cert-file"
+        static let tlsKeyFile = "tls-key-file"
+        static let dataDir = "data-dir"
+        static let logFormat = "log-format"
+        static let logLevel = "log-level"
+        static let prometheusAddress = "prometheus-address"
+        static let sessionDuration = "session-duration"
+        static let loginRateLimit = "login-rate-limit"
+        static let dev = "dev"
+
+        static let all: Set<String> = [
+            accessURL, wildcardAccessURL, httpAddress, tlsAddress, tlsCertFile, tlsKeyFile, dataDir, logFormat, logLevel,
+            prometheusAddress, sessionDuration, loginRateLimit, dev,
+        ]
+    }
+
+    /// Defaults that `--dev` changes, so `meshgate server --dev` is a complete local deployment.
+    enum Defaults {
+        static let httpAddress = "127.0.0.1:3000"
+        static let devTLSAddress = "127.0.0.1:3443"
+        static let devDataDir = ".meshgate-dev"
+        static var dataDir: String {
+            let environment = ProcessInfo.processInfo.environment
+            if let xdg = environment["XDG_DATA_HOME"], !xdg.isEmpty { return xdg + "/meshgate" }
+            return (environment["HOME"] ?? FileManager.default.currentDirectoryPath) + "/.local/share/meshgate"
+        }
+    }
+
+    static func resolve(_ sources: ConfigurationSources) throws -> ServerSettings {
+        var reader = Reader(sources: sources)
+        let dev = try reader.parse(Option.dev, default: false) { try parseBool($0) }
+        let logFormat = try reader.parse(Option.logFormat, default: .text) { text -> LogFormat in
+            guard let format = LogFormat(rawValue: text.lowercased()) else { throw Reason("must be one of: text, json") }
+            return format
+        }
+        let logLevel = try reader.parse(Option.logLevel, default: .info) { text -> Logger.Level in
+            guard let level = Logger.Level(rawValue: text.lowercased()) else {
+                throw Reason("must be one of: \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return level
+        }
+        let httpAddress = try reader.parse(Option.httpAddress, default: ListenAddress(parsing: Defaults.httpAddress)) { try parseAddress($0) }
+        let tlsAddress = try reader.parse(Option.tlsAddress, default: dev ? ListenAddress(parsing: Defaults.devTLSAddress) : nil) { try parseAddress($0) }
+        guard httpAddress != nil || tlsAddress != nil else {
+            throw ConfigurationError(option: Option.httpAddress, value: "", origin: reader.origin(Option.httpAddress), reason: "set --http-address or --tls-address: nothing would listen")
+        }
+        let certificateFile = try reader.parse(Option.tlsCertFile, default: nil) { try parseReadableFile($0) }
+        let keyFile = try reader.parse(Option.tlsKeyFile, default: nil) { try parseReadableFile($0) }
+        if (certificateFile == nil) != (keyFile == nil) {
+            let given = certificateFile == nil ? Option.tlsKeyFile : Option.tlsCertFile
+            throw ConfigurationError(
+                option: given, value: certificateFile ?? keyFile ?? "", origin: reader.origin(given),
+                reason: "--tls-cert-file and --tls-key-file must be given together"
+            )
+        }
+        let accessURL = try reader.parse(Option.accessURL, default: defaultAccessURL(http: httpAddress, tls: tlsAddress)) { try parseAccessURL($0) }
+        let wildcard = try reader.parse(Option.wildcardAccessURL, default: nil) { try parseWildcard($0) }
+        let dataDir = try reader.parse(Option.dataDir, default: dev ? Defaults.devDataDir : Defaults.dataDir) { text -> String in
+            guard !text.isEmpty else { throw Reason("must not be empty") }
+            return text
+        }
+        let prometheus = try reader.parse(Option.prometheusAddress, default: nil) { try parseAddress($0) }
+        let sessionLifetime = try reader.parse(Option.sessionDuration, default: 24 * 3600) { try parseDuration($0) }
+        let loginRateLimit = try reader.parse(Option.loginRateLimit, default: 10) { text -> Int in
+            guard let value = Int(text), value >= 0 else { throw Reason("must be a whole number ≥ 0 (0 disables the limit)") }
+            return value
+        }
+        return ServerSettings(
+            gateway: GatewayConfiguration(
+                accessURL: accessURL, wildcardAccessURL: wildcard, httpAddress: httpAddress, tlsAddress: tlsAddress,
+                tlsCertificateFile: certificateFile, tlsKeyFile: keyFile, dataDirectory: dataDir, prometheusAddress: prometheus,
+                sessionLifetime: sessionLifetime, loginRateLimit: loginRateLimit
+            ),
+            logFormat: logFormat, logLevel: logLevel, dev: dev
+        )
+    }
+
+    /// Without --access-url: the TLS listener if any, else the HTTP one; wildcard hosts become "localhost".
+    static func defaultAccessURL(http: ListenAddress?, tls: ListenAddress?) -> URL {
+        let (scheme, address) = tls.map { ("https", $0) } ?? ("http", http ?? ListenAddress(host: "localhost", port: 3000))
+        let host = ["0.0.0.0", "::", "127.0.0.1", "::1"].contains(address.host) ? "localhost" : address.host
+        let display = host.contains(":") ? "[\(host)]" : host
+        return URL(string: "\(scheme)://\(display):\(address.port)")!
+    }
+
+    // MARK: Value parsers: each throws `Reason` with what a valid value looks like.
+
+    struct Reason: Error { let text: String; init(_ text: String) { self.text = text } }
+
+    static func parseBool(_ text: String) throws -> Bool {
+        switch text.lowercased() {
+        case "true", "1", "yes", "on": return true
+        case "false", "0", "no", "off": return false
+        default: throw Reason("must be true or false")
+        }
+    }
+
+    /// "" means "off" for optional listeners.
+    static func parseAddress(_ text: String) throws -> ListenAddress? {
+        if text.isEmpty { return nil }
+        guard let address = ListenAddress(parsing: text) else { throw Reason("must be host:port, [ipv6]:port or :port with a port 0-65535") }
+        return address
+    }
+
+    static func parseReadableFile(_ text: String) throws -> String? {
+        if text.isEmpty { return nil }
+        guard FileManager.default.isReadableFile(atPath: text) else { throw Reason("file does not exist or is not readable") }
+        return text
+    }
+
+    static func parseAccessURL(_ text: String) throws -> URL {
+        guard let url = URL(string: text), let scheme = url.scheme?.lowercased(), ["http", "https"].contains(scheme),
+            let host = url.host, !host.isEmpty
+        else { throw Reason("must be an absolute http:// or https:// URL, e.g. https://meshgate.example.com") }
+        guard url.query == nil, url.fragment == nil, url.path.isEmpty || url.path == "/" else {
+            throw Reason("must not have a path, query or fragment")
+        }
+        return url
+    }
+
+    /// "*.apps.example.com" or "*-apps.example.com": a single leading wildcard label.
+    static func parseWildcard(_ text: String) throws -> String? {
+        if text.isEmpty { return nil }
+        let host = text.lowercased()
+        guard host.hasPrefix("*"), !host.dropFirst().contains("*"), host.contains("."),
+            host.dropFirst().first == "." || host.dropFirst().first == "-",
+            host.dropFirst().allSatisfy({ $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == ":" })
+        else { throw Reason("must look like *.apps.example.com or *-apps.example.com") }
+        return host
+    }
+
+    /// Go-style durations: "90s", "15m", "24h", "1h30m".
+    static func parseDuration(_ text: String) throws -> TimeInterval {
+        let units: [Character: TimeInterval] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
+        var total: TimeInterval = 0
+        var number = ""
+        for character in text {
+            if character.isNumber {
+                number.append(character)
+            } else if let unit = units[character], let value = Double(number) {
+                total += value * unit
+                number = ""
+            } else {
+                throw Reason("must be a duration such as 90s, 15m, 24h or 1h30m")
+            }
+        }
+        guard number.isEmpty, total > 0 else { throw Reason("must be a positive duration such as 90s, 15m, 24h or 1h30m") }
+        return total
+    }
+
+    /// Looks up each option once and wraps parser failures into a `ConfigurationError` that names it.
+    struct Reader {
+        let sources: ConfigurationSources
+
+        func origin(_ option: String) -> ConfigurationOrigin { sources.value(option)?.origin ?? .defaultValue }
+
+        mutating func parse<T>(_ option: String, default fallback: T, _ parser: (String) throws -> T) throws -> T {
+            guard let (value, origin) = sources.value(option) else { return fallback }
+            do {
+                return try parser(value.trimmingCharacters(in: .whitespaces))
+            } catch let reason as Reason {
+                throw ConfigurationError(option: option, value: value, origin: origin, reason: reason.text)
+            }
+        }
+    }
+}
