@@ -84,7 +84,15 @@ let package = Package(
             dependencies: [
                 "Gateway",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationEssentialsCompat", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MeshgateTests",
+            dependencies: ["meshgate", "Gateway", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
     ]

@@ -1,0 +1,82 @@
+import Foundation
+import Gateway
+import Logging
+import Testing
+
+@testable import meshgate
+
+@Suite struct ConfigurationTests {
+    func resolve(flags: [String: String] = [:], environment: [String: String] = [:], file: [String: String] = [:]) throws -> ServerSettings {
+        try ServerSettings.resolve(ConfigurationSources(flags: flags, environment: environment, file: file, filePath: "/etc/meshgate.yaml"))
+    }
+
+    /// flag > MESHGATE_* > YAML > default, option by option.
+    @Test func precedence() throws {
+        let key = ServerSettings.Option.accessURL
+        #expect(try resolve().gateway.accessURL.absoluteString == "http://localhost:3000")
+        #expect(try resolve(file: [key: "https://file.example"]).gateway.accessURL.absoluteString == "https://file.example")
+        #expect(
+            try resolve(environment: ["MESHGATE_ACCESS_URL": "https://env.example"], file: [key: "https://file.example"])
+                .gateway.accessURL.absoluteString == "https://env.example"
+        )
+        #expect(
+            try resolve(
+                flags: [key: "https://flag.example"], environment: ["MESHGATE_ACCESS_URL": "https://env.example"],
+                file: [key: "https://file.example"]
+            ).gateway.accessURL.absoluteString == "https://flag.example"
+        )
+        // Each option resolves on its own: a flag for one does not hide the file's value of another.
+        let mixed = try resolve(flags: ["log-format": "json"], file: ["log-level": "debug", "log-format": "text"])
+        #expect(mixed.logFormat == .json && mixed.logLevel == .debug)
+    }
+
+    /// An invalid value stops start-up with the option, the value and where it came from.
+    @Test func invalidValueNamesOptionValueAndOrigin() throws {
+        let error = #expect(throws: ConfigurationError.self) {
+            try resolve(environment: ["MESHGATE_HTTP_ADDRESS": "localhost:99999"])
+        }
+        #expect(error?.description == "invalid value \"localhost:99999\" for --http-address (from environment variable MESHGATE_HTTP_ADDRESS): must be host:port, [ipv6]:port or :port with a port 0-65535")
+        let fromFile = #expect(throws: ConfigurationError.self) { try resolve(file: ["log-format": "xml"]) }
+        #expect(fromFile?.description.contains("key 'log-format' in /etc/meshgate.yaml") == true)
+        #expect(throws: ConfigurationError.self) { try resolve(flags: ["access-url": "ftp://x"]) }
+        #expect(throws: ConfigurationError.self) { try resolve(flags: ["access-url": "https://x/path"]) }
+        #expect(throws: ConfigurationError.self) { try resolve(flags: ["session-duration": "10 minutes"]) }
+        #expect(throws: ConfigurationError.self) { try resolve(flags: ["wildcard-access-url": "apps.example.com"]) }
+        #expect(throws: ConfigurationError.self) { try resolve(flags: ["login-rate-limit": "-1"]) }
+        #expect(throws: ConfigurationError.self) { try resolve(flags: ["tls-cert-file": "/nonexistent.pem"]) }
+        #expect(throws: ConfigurationError.self) { try resolve(flags: ["http-address": ""]) }
+        #expect(throws: ConfigurationError.self) { try resolve(flags: ["dev": "maybe"]) }
+    }
+
+    @Test func devDefaults() throws {
+        let dev = try resolve(flags: ["dev": "true"])
+        #expect(dev.gateway.tlsAddress == ListenAddress(host: "127.0.0.1", port: 3443))
+        #expect(dev.gateway.httpAddress == ListenAddress(host: "127.0.0.1", port: 3000))
+        #expect(dev.gateway.accessURL.absoluteString == "https://localhost:3443")
+        #expect(dev.gateway.dataDirectory == ".meshgate-dev")
+    }
+
+    @Test func valueParsers() throws {
+        #expect(try ServerSettings.parseDuration("1h30m") == 5400)
+        #expect(try ServerSettings.parseDuration("90s") == 90)
+        #expect(ListenAddress(parsing: "[::1]:8080") == ListenAddress(host: "::1", port: 8080))
+        #expect(ListenAddress(parsing: ":443") == ListenAddress(host: "0.0.0.0", port: 443))
+        #expect(ListenAddress(parsing: "::1:80") == nil)
+        #expect(try ServerSettings.parseWildcard("*.Apps.Example.com") == "*.apps.example.com")
+        #expect(try ServerSettings.parseWildcard("*-apps.example.com") == "*-apps.example.com")
+    }
+
+    /// YAML: scalars become option values; unknown keys and nested values are refused.
+    @Test func yamlFile() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("meshgate-\(UUID().uuidString).yaml").path
+        try "access-url: https://yaml.example\nlogin-rate-limit: 5\ndev: false\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let values = try ConfigurationSources.loadFile(path, knownOptions: ServerSettings.Option.all)
+        #expect(values == ["access-url": "https://yaml.example", "login-rate-limit": "5", "dev": "false"])
+
+        try "acess-url: https://typo.example\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let typo = #expect(throws: ConfigurationFileError.self) { try ConfigurationSources.loadFile(path, knownOptions: ServerSettings.Option.all) }
+        #expect(typo?.description.contains("unknown option 'acess-url'") == true)
+        try "http-address:\n  host: x\n".write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(throws: ConfigurationFileError.self) { try ConfigurationSources.loadFile(path, knownOptions: ServerSettings.Option.all) }
+    }
+}
