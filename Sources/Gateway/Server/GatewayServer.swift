@@ -19,6 +19,8 @@ import Synchronization
 /// - Prometheus (`prometheusAddress`): `/metrics` on its own port, so it can stay off the public network.
 public struct GatewayServer: Sendable {
     public enum Listener: String, Sendable, CaseIterable { case http, tls, prometheus }
+    /// How long in-flight requests and open WebSockets get to finish after SIGTERM before they are cut.
+    public static let shutdownGracePeriod: Duration = .seconds(30)
 
     public let environment: GatewayEnvironment
     public let certificates: TLSCertificateStore?
@@ -94,6 +96,7 @@ public struct GatewayServer: Sendable {
 
         if let certificates { services.append(CertificateReloadService(certificates: certificates, logger: logger)) }
         services.append(ExpiredKeySweepService(store: environment.store, clock: environment.clock, logger: logger))
+        services.append(ShutdownNotice(logger: logger))
         return services
     }
 }
@@ -149,6 +152,17 @@ struct CertificateReloadService: Service {
     }
 }
 
+/// Logs the moment graceful shutdown begins (SIGTERM/SIGINT): listeners stop accepting and in-flight
+/// requests are drained, bounded by `GatewayServer.shutdownGracePeriod`.
+struct ShutdownNotice: Service {
+    let logger: Logger
+
+    func run() async throws {
+        try await gracefulShutdown()
+        logger.notice("Shutting down", metadata: ["grace_period": "\(GatewayServer.shutdownGracePeriod)"])
+    }
+}
+
 /// Deletes expired sessions and tokens at start-up and then hourly (expired keys are refused regardless).
 struct ExpiredKeySweepService: Service {
     let store: any Store
@@ -164,7 +178,11 @@ struct ExpiredKeySweepService: Service {
             } catch {
                 logger.warning("Sweeping expired API keys failed", metadata: ["error": "\(error)"])
             }
-            try? await Task.sleep(for: Self.interval)
-        } while !Task.isCancelled && !Task.isShuttingDownGracefully
+            do {
+                try await cancelWhenGracefulShutdown { try await Task.sleep(for: Self.interval) }
+            } catch {
+                return  // cancelled or shutting down
+            }
+        } while true
     }
 }

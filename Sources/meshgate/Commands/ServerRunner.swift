@@ -47,9 +47,9 @@ struct ServerRunner {
                 developmentAccount.printBanner(accessURL: configuration.accessURL, fingerprint: server.certificates?.currentFingerprint)
             }
         }
-        let group = ServiceGroup(
-            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        )
+        var groupConfiguration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        groupConfiguration.maximumGracefulShutdownDuration = GatewayServer.shutdownGracePeriod
+        let group = ServiceGroup(configuration: groupConfiguration)
         try await group.run()
         logger.notice("meshgate stopped")
     }

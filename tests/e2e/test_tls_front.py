@@ -1,0 +1,150 @@
+"""The TLS front: ALPN, TLS version floor, redirects, certificate reload, graceful shutdown."""
+import hashlib
+import json
+import signal
+import socket
+import ssl
+import subprocess
+import time
+
+import pytest
+
+from conftest import API, insecure_context
+
+
+def curl(*args):
+    result = subprocess.run(["curl", "-sk", "--max-time", "10", *args], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_alpn_h2_and_http11_on_one_port(start_server):
+    server = start_server("--tls-address", "127.0.0.1:0", "--http-address", "")
+    url = server.url("tls", "/healthz")
+    assert curl("--http2", "-w", " %{http_version}", url) == "OK 2"
+    assert curl("--http1.1", "-w", " %{http_version}", url) == "OK 1.1"
+    # The API and its JSON errors are the same over HTTP/2.
+    body = curl("--http2", "-w", " %{http_code}", server.url("tls", "/api/v2/nope"))
+    assert body == '{"detail":"","message":"Route not found."} 404'
+    for offered, chosen in ((["h2", "http/1.1"], "h2"), (["http/1.1"], "http/1.1")):
+        with socket.create_connection(server.address("tls")) as raw:
+            with insecure_context(offered).wrap_socket(raw) as tls:
+                assert tls.selected_alpn_protocol() == chosen
+
+
+def test_tls_1_2_is_the_minimum(start_server):
+    server = start_server("--tls-address", "127.0.0.1:0", "--http-address", "")
+    old = insecure_context()
+    old.set_ciphers("DEFAULT:@SECLEVEL=0")
+    old.minimum_version = ssl.TLSVersion.TLSv1
+    old.maximum_version = ssl.TLSVersion.TLSv1_1
+    with socket.create_connection(server.address("tls")) as raw:
+        with pytest.raises(ssl.SSLError):
+            old.wrap_socket(raw)
+    tls12 = insecure_context()
+    tls12.maximum_version = ssl.TLSVersion.TLSv1_2
+    with socket.create_connection(server.address("tls")) as raw:
+        with tls12.wrap_socket(raw) as tls:
+            assert tls.version() == "TLSv1.2"
+
+
+def test_plain_http_redirects_to_access_url_when_tls_is_on(start_server):
+    server = start_server("--tls-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0", "--access-url", "https://meshgate.example:8443")
+    headers = curl("-D", "-", "-o", "/dev/null", server.url("http", "/api/v2/buildinfo?x=1"))
+    assert headers.startswith("HTTP/1.1 307")
+    assert "location: https://meshgate.example:8443/api/v2/buildinfo?x=1" in headers.lower()
+    assert curl(server.url("http", "/healthz")) == "OK"
+
+
+def test_plain_http_alone_serves_everything(start_server):
+    server = start_server("--http-address", "127.0.0.1:0")
+    api = API(server, listener="http")
+    api.setup_owner()
+    status, me, _ = api.call("GET", "/api/v2/users/me")
+    assert status == 200 and me["username"] == "owner"
+    # Plain-HTTP access URL: the session cookie cannot be Secure, but stays HttpOnly and SameSite=Lax.
+    _, _, response = api.call("POST", "/api/v2/users/login", {"email": "owner@example.com", "password": "correct horse battery"})
+    cookie = response.getheader("Set-Cookie")
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+
+
+def make_certificate(directory, name):
+    certificate, key = directory / f"{name}.crt", directory / f"{name}.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+         "-subj", f"/CN={name}", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(certificate)],
+        check=True, capture_output=True,
+    )
+    return certificate, key
+
+
+def peer_fingerprint(tls):
+    return hashlib.sha256(tls.getpeercert(binary_form=True)).hexdigest()
+
+
+def get_on(tls, path="/healthz"):
+    tls.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\nOK" not in data:
+        chunk = tls.recv(4096)
+        assert chunk, f"connection closed: {data!r}"
+        data += chunk
+    return data
+
+
+def test_sighup_reloads_certificate_without_dropping_connections(start_server, tmp_path):
+    first = make_certificate(tmp_path, "first")
+    second = make_certificate(tmp_path, "second")
+    live_certificate, live_key = tmp_path / "live.crt", tmp_path / "live.key"
+    live_certificate.write_bytes(first[0].read_bytes())
+    live_key.write_bytes(first[1].read_bytes())
+    server = start_server("--tls-address", "127.0.0.1:0", "--http-address", "",
+                          "--tls-cert-file", str(live_certificate), "--tls-key-file", str(live_key))
+
+    context = insecure_context(["http/1.1"])
+    old = context.wrap_socket(socket.create_connection(server.address("tls")))
+    assert get_on(old).startswith(b"HTTP/1.1 200")
+    before = peer_fingerprint(old)
+
+    live_certificate.write_bytes(second[0].read_bytes())
+    live_key.write_bytes(second[1].read_bytes())
+    server.process.send_signal(signal.SIGHUP)
+    server.wait_for_log("Reloaded TLS certificate")
+
+    with context.wrap_socket(socket.create_connection(server.address("tls"))) as new:
+        assert peer_fingerprint(new) != before
+        expected = hashlib.sha256(ssl.PEM_cert_to_DER_cert(second[0].read_text())).hexdigest()
+        assert peer_fingerprint(new) == expected
+    # The connection opened before the reload is still served.
+    assert get_on(old).startswith(b"HTTP/1.1 200")
+    old.close()
+
+    # A broken file on reload keeps the working certificate.
+    live_certificate.write_text("garbage")
+    server.process.send_signal(signal.SIGHUP)
+    server.wait_for_log("TLS certificate reload failed; keeping the previous certificate")
+    with context.wrap_socket(socket.create_connection(server.address("tls"))) as again:
+        assert peer_fingerprint(again) == expected
+
+
+def test_sigterm_drains_in_flight_request_then_exits_cleanly(start_server):
+    server = start_server("--http-address", "127.0.0.1:0")
+    body = json.dumps({"email": "owner@example.com", "username": "owner", "password": "correct horse battery"}).encode()
+    with socket.create_connection(server.address("http")) as connection:
+        connection.sendall(b"POST /api/v2/users/first HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                           + f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:10])
+        time.sleep(0.2)  # let the server start reading this request before shutdown begins
+        server.process.send_signal(signal.SIGTERM)
+        server.wait_for_log("Shutting down")
+        connection.sendall(body[10:])
+        response = connection.recv(65536)
+        assert response.startswith(b"HTTP/1.1 201"), response
+    assert server.process.wait(timeout=20) == 0
+    assert any(r.get("message") == "meshgate stopped" for r in server.log_lines)
+
+
+def test_metrics_on_prometheus_address(start_server):
+    server = start_server("--http-address", "127.0.0.1:0", "--prometheus-address", "127.0.0.1:0")
+    assert curl(server.url("http", "/healthz")) == "OK"
+    metrics = curl(server.url("prometheus", "/metrics"))
+    assert "http_server_request_duration" in metrics or "hb_requests" in metrics, metrics[:500]
