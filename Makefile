@@ -1,0 +1,53 @@
+# meshgate — two commands on a fresh Debian machine:
+#   make run    install what is missing, build, start `meshgate server --dev`
+#   make test   install what the tests need, build, run every test (Swift + end-to-end)
+SHELL := /bin/bash
+.DEFAULT_GOAL := run
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian's own interpreter: the end-to-end tests use Debian's python3-websockets and python3-pytest.
+PYTHON := /usr/bin/python3
+RUN_PACKAGES := libsodium-dev pkg-config
+TEST_PACKAGES := $(RUN_PACKAGES) curl openssl python3 python3-pytest python3-websockets
+BENCH_PACKAGES := $(RUN_PACKAGES) curl openssl wrk nghttp2-client nginx-light python3
+
+# Installs the listed Debian packages that are not installed yet (apt-get update only when needed).
+define apt_install
+	@missing=""; for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "Installing:$$missing"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+endef
+
+.PHONY: run test bench deps-run deps-test deps-bench build swift-check clean
+
+swift-check:
+	@command -v swift >/dev/null || { echo "swift not found: install Swift 6.x (https://swift.org/install) and put it on PATH"; exit 1; }
+
+deps-run: swift-check
+	$(call apt_install,$(RUN_PACKAGES))
+
+deps-test: swift-check
+	$(call apt_install,$(TEST_PACKAGES))
+
+deps-bench: swift-check
+	$(call apt_install,$(BENCH_PACKAGES))
+
+build: deps-run
+	swift build
+
+run: build
+	.build/debug/meshgate server --dev
+
+test: deps-test
+	swift build --build-tests
+	swift test
+	MESHGATE_BIN=$(CURDIR)/.build/debug/meshgate $(PYTHON) -m pytest -q -c tests/e2e/pytest.ini tests/e2e
+
+bench: deps-bench
+	bash bench/tls-front.sh
+
+clean:
+	rm -rf .build .meshgate-dev
