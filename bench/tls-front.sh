@@ -87,5 +87,9 @@ Run on $(date -u +%Y-%m-%d). Load generator and servers share the same cores.
 Reading: the prototype notes (../shared/reference/swift-stack.md) measured Hummingbird alone at ~0.6× nginx
 on TLS HTTP/1.1 and ~0.19× on HTTP/2 on this machine kind; this is where meshgate's front stands before any
 tuning.
+
+Not tuned yet. Suspects for the gap, not yet measured apart: the three middlewares every request passes
+(request logging, metrics, JSON errors), the per-connection certificate lookup and ALPN dispatch, and the
+HTTP/1.1 WebSocket-upgrade pipeline that every TLS HTTP/1.1 connection is built with.
 MD
 cat BENCHMARKS.md
