@@ -7,8 +7,10 @@ SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian's own interpreter: the end-to-end tests use Debian's python3-websockets and python3-pytest.
 PYTHON := /usr/bin/python3
-RUN_PACKAGES := libsodium-dev pkg-config
-TEST_PACKAGES := $(RUN_PACKAGES) curl openssl python3 python3-pytest python3-websockets
+RUN_PACKAGES := libsodium-dev libb2-dev pkg-config
+# wireguard-go, wg, iproute2, ping and nsenter/unshare: the WireGuard interop tests in network namespaces.
+TEST_PACKAGES := $(RUN_PACKAGES) curl openssl python3 python3-pytest python3-websockets \
+	wireguard-go wireguard-tools iproute2 iputils-ping util-linux
 BENCH_PACKAGES := $(RUN_PACKAGES) curl openssl wrk nghttp2-client nginx-light python3
 
 # Installs the listed Debian packages that are not installed yet (apt-get update only when needed).
@@ -21,7 +23,7 @@ define apt_install
 	fi
 endef
 
-.PHONY: run test bench deps-run deps-test deps-bench build swift-check clean
+.PHONY: run test bench bench-tls bench-wireguard vectors deps-run deps-test deps-bench build swift-check clean
 
 swift-check:
 	@command -v swift >/dev/null || { echo "swift not found: install Swift 6.x (https://swift.org/install) and put it on PATH"; exit 1; }
@@ -46,8 +48,21 @@ test: deps-test
 	swift test
 	MESHGATE_BIN=$(CURDIR)/.build/debug/meshgate $(PYTHON) -m pytest -q -c tests/e2e/pytest.ini tests/e2e
 
-bench: deps-bench
+bench: bench-tls bench-wireguard
+
+bench-tls: deps-bench
 	bash bench/tls-front.sh
+
+bench-wireguard: deps-bench
+	bash bench/wireguard.sh
+
+# Regenerates the checked-in known-answer vectors with independent implementations (PyPI noiseprotocol).
+.venv/bin/python:
+	python3 -m venv .venv
+	.venv/bin/pip install -q noiseprotocol==0.3.1
+
+vectors: .venv/bin/python
+	.venv/bin/python tests/vectors/make_wireguard_vectors.py
 
 clean:
 	rm -rf .build .meshgate-dev

@@ -40,6 +40,23 @@ let package = Package(
             pkgConfig: "libsodium",
             providers: [.apt(["libsodium-dev"])]
         ),
+        // libb2 (Debian libb2-dev), the BLAKE2 authors' library: BLAKE2s for WireGuard.
+        .systemLibrary(
+            name: "CBlake2",
+            path: "Sources/CBlake2",
+            pkgConfig: "libb2",
+            providers: [.apt(["libb2-dev"])]
+        ),
+        .target(
+            name: "Tunnel",
+            dependencies: [
+                "CSodium",
+                "CBlake2",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "Gateway",
             dependencies: [
@@ -88,6 +105,18 @@ let package = Package(
                 .product(name: "NIOFoundationEssentialsCompat", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "meshgate-bench",
+            dependencies: ["Tunnel", "CSodium", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
+            path: "bench/Sources/meshgate-bench",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "TunnelTests",
+            dependencies: ["Tunnel", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
+            resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

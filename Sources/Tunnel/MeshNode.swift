@@ -1,0 +1,157 @@
+import NIOCore
+import NIOPosix
+
+/// A mesh node: a WireGuard device on a UDP socket, answering pings to its mesh address and handing every
+/// other packet to `onPacket` (the mesh streams of a later layer).
+///
+/// All device state lives on the socket's event loop (`LoopState`); the public API hops there.
+public final class MeshNode: Sendable {
+    public let privateKey: NodePrivateKey
+    public let address: MeshAddress
+    public let channel: any Channel
+    private let state: NIOLoopBound<LoopState>
+    private let timer: NIOLoopBound<RepeatedTask?>
+
+    /// How often device timers run; WireGuard's timers are seconds long, so 100 ms is ample precision.
+    static let tickInterval: TimeAmount = .milliseconds(100)
+
+    /// Per-loop state: the device, outstanding pings and the packet sink.
+    final class LoopState {
+        let device: WireGuardDevice
+        let address: MeshAddress
+        var channel: (any Channel)?
+        var pings: [UInt16: (sentAt: ContinuousClock.Instant, promise: EventLoopPromise<Duration>)] = [:]
+        var nextPingSequence: UInt16 = 0
+        var onPacket: ([UInt8], NodePublicKey) -> Void = { _, _ in }
+
+        init(device: WireGuardDevice, address: MeshAddress) { (self.device, self.address) = (device, address) }
+
+        /// Carries out the device's outputs: transmit over UDP, answer pings, complete ours, deliver the rest.
+        func handle(_ outputs: [WireGuardDevice.Output]) {
+            for output in outputs {
+                switch output {
+                case .transmit(let datagram, let endpoint):
+                    guard let channel, let remote = endpoint.socketAddress else { continue }
+                    let buffer = channel.allocator.buffer(bytes: datagram)
+                    channel.write(AddressedEnvelope(remoteAddress: remote, data: buffer), promise: nil)
+                case .deliver(let packet, let peer):
+                    if let reply = ICMPv6.reply(to: packet, local: address) {
+                        handle(device.send(reply, now: .now))
+                    } else if let (_, echo) = ICMPv6.parse(packet, reply: true), let ping = pings.removeValue(forKey: echo.sequence) {
+                        ping.promise.succeed(.now - ping.sentAt)
+                    } else {
+                        onPacket(packet, peer)
+                    }
+                }
+            }
+            channel?.flush()
+        }
+    }
+
+    private init(privateKey: NodePrivateKey, address: MeshAddress, channel: any Channel, state: NIOLoopBound<LoopState>, timer: NIOLoopBound<RepeatedTask?>) {
+        (self.privateKey, self.address, self.channel, self.state, self.timer) = (privateKey, address, channel, state, timer)
+    }
+
+    /// Binds a UDP socket at `host:port` (port 0: any) and starts the device's timers.
+    public static func start(
+        privateKey: NodePrivateKey, address: MeshAddress, host: String = "0.0.0.0", port: Int = 0,
+        configuration: WireGuardDevice.Configuration = .init(), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> MeshNode {
+        let loop = group.next()
+        let state = try await loop.submit {
+            NIOLoopBound(LoopState(device: WireGuardDevice(privateKey: privateKey, configuration: configuration), address: address), eventLoop: loop)
+        }.get()
+        let channel = try await DatagramBootstrap(group: loop)
+            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(UDPPathHandler(node: state.value)) }
+            }
+            .bind(host: host, port: port).get()
+        let timer = try await loop.submit {
+            state.value.channel = channel
+            let task = loop.scheduleRepeatedTask(initialDelay: tickInterval, delay: tickInterval) { _ in
+                state.value.handle(state.value.device.tick(now: .now))
+            }
+            return NIOLoopBound<RepeatedTask?>(task, eventLoop: loop)
+        }.get()
+        return MeshNode(privateKey: privateKey, address: address, channel: channel, state: state, timer: timer)
+    }
+
+    public var localPort: Int? { channel.localAddress?.port }
+
+    private func onLoop<T: Sendable>(_ body: @escaping @Sendable (LoopState) throws -> T) async throws -> T {
+        let state = self.state
+        return try await channel.eventLoop.submit { try body(state.value) }.get()
+    }
+
+    /// Adds (or updates) a peer. `endpoint` may be nil for peers that will dial us first.
+    public func addPeer(_ key: NodePublicKey, allowedIPs: [MeshPrefix], endpoint: SocketAddress?) async throws {
+        try await onLoop { $0.device.addPeer(key, allowedIPs: allowedIPs, endpoint: endpoint.flatMap(Endpoint.init)) }
+    }
+
+    /// Sends an IPv6 packet into the mesh (routed by its destination).
+    public func send(_ packet: [UInt8]) async throws {
+        try await onLoop { $0.handle($0.device.send(packet, now: .now)) }
+    }
+
+    /// Sends several packets in one hop to the event loop (one flush).
+    public func send(_ packets: [[UInt8]]) async throws {
+        try await onLoop { state in
+            state.handle(packets.flatMap { state.device.send($0, now: .now) })
+        }
+    }
+
+    /// Packets for the layer above: everything authenticated that is not a ping to or from this node.
+    public func setPacketHandler(_ handler: @escaping @Sendable ([UInt8], NodePublicKey) -> Void) async throws {
+        try await onLoop { $0.onPacket = handler }
+    }
+
+    /// ICMPv6 echo to `destination` through the mesh; the round-trip time, or a timeout error.
+    public func ping(_ destination: MeshAddress, timeout: Duration = .seconds(5), payload: [UInt8] = Array("meshgate".utf8)) async throws -> Duration {
+        let loop = channel.eventLoop
+        let promise = loop.makePromise(of: Duration.self)
+        let address = self.address
+        let sequence: UInt16 = try await onLoop { state in
+            state.nextPingSequence &+= 1
+            let sequence = state.nextPingSequence
+            state.pings[sequence] = (.now, promise)
+            let packet = ICMPv6.packet(reply: false, source: address, destination: destination, echo: .init(identifier: 0x6d67, sequence: sequence, data: payload))
+            state.handle(state.device.send(packet, now: .now))
+            return sequence
+        }
+        let state = self.state
+        let nanoseconds = Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
+        loop.scheduleTask(in: .nanoseconds(nanoseconds)) {
+            state.value.pings.removeValue(forKey: sequence)?.promise.fail(MeshNodeError.pingTimeout(destination))
+        }
+        return try await promise.futureResult.get()
+    }
+
+    /// Starts a new handshake with `peer` now (rekey on demand).
+    public func forceHandshake(with peer: NodePublicKey) async throws {
+        try await onLoop { $0.handle($0.device.forceHandshake(with: peer, now: .now)) }
+    }
+
+    public func handshakesCompleted(with peer: NodePublicKey) async throws -> Int {
+        try await onLoop { $0.device.handshakesCompleted(with: peer) }
+    }
+
+    public func drops() async throws -> [WireGuardDevice.DropReason: Int] {
+        try await onLoop { $0.device.drops }
+    }
+
+    public func close() async throws {
+        let timer = self.timer
+        try await channel.eventLoop.submit { timer.value?.cancel() }.get()
+        try await channel.close()
+    }
+}
+
+public enum MeshNodeError: Error, CustomStringConvertible {
+    case pingTimeout(MeshAddress)
+    public var description: String {
+        switch self {
+        case .pingTimeout(let address): "no echo reply from \(address)"
+        }
+    }
+}

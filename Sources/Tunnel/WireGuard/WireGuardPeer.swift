@@ -1,0 +1,100 @@
+/// Everything the device knows about one peer. Mutated only by `WireGuardDevice`, in its isolation domain.
+final class WireGuardPeer {
+    enum Handshake {
+        case idle
+        /// We sent an initiation and await the response.
+        case initiationSent(state: Noise.State, localIndex: UInt32)
+    }
+
+    // Static after construction
+    let publicKey: NodePublicKey
+    let presharedKey: [UInt8]
+
+    // Configuration, changed by the owner
+    var allowedIPs: [MeshPrefix]
+    /// Where packets to this peer go; follows the latest authenticated packet (roaming).
+    var endpoint: Endpoint?
+
+    // Sessions
+    var handshake: Handshake = .idle
+    var current: Keypair?
+    var previous: Keypair?
+    /// Responder's new session, unused for sending until the initiator's first packet confirms it.
+    var next: Keypair?
+
+    // Handshake bookkeeping
+    var attemptStartedAt: ContinuousClock.Instant?
+    var lastInitiationSentAt: ContinuousClock.Instant?
+    var retransmitAt: ContinuousClock.Instant?
+    var lastHandshakeCompletedAt: ContinuousClock.Instant?
+    /// Newest TAI64N accepted from this peer; older or equal ones are replays.
+    var latestTimestamp = [UInt8](repeating: 0, count: 12)
+    var lastInitiationConsumedAt: ContinuousClock.Instant?
+    /// mac1 of our last handshake message: the associated data of a cookie reply to it.
+    var lastMAC1: [UInt8] = []
+    var cookie: (value: [UInt8], receivedAt: ContinuousClock.Instant)?
+    /// Set once we asked for a rekey on receive, so an old session does not trigger one per packet.
+    var rekeyRequestedOnReceive = false
+
+    // Timers (deadlines checked by `WireGuardDevice.tick`)
+    /// We received data: if we send nothing by then, send a keepalive.
+    var keepaliveDeadline: ContinuousClock.Instant?
+    /// We sent data: if nothing comes back by then, start a new handshake.
+    var newHandshakeDeadline: ContinuousClock.Instant?
+
+    /// Packets waiting for a session; bounded, oldest dropped first (fresher packets matter more).
+    var queue: [[UInt8]] = []
+
+    // Counters, for tests and metrics
+    var handshakesCompleted = 0
+
+    init(publicKey: NodePublicKey, presharedKey: [UInt8], allowedIPs: [MeshPrefix], endpoint: Endpoint?) {
+        (self.publicKey, self.presharedKey, self.allowedIPs, self.endpoint) = (publicKey, presharedKey, allowedIPs, endpoint)
+    }
+
+    func validCookie(now: ContinuousClock.Instant) -> [UInt8]? {
+        guard let cookie, now - cookie.receivedAt < WireGuardTimers.cookieLifetime else { return nil }
+        return cookie.value
+    }
+
+    /// Local indices this peer holds, so the device can release them.
+    var localIndices: [UInt32] {
+        var indices = [current?.localIndex, previous?.localIndex, next?.localIndex].compactMap { $0 }
+        if case .initiationSent(_, let index) = handshake { indices.append(index) }
+        return indices
+    }
+
+    var isHandshaking: Bool {
+        if case .initiationSent = handshake { return true }
+        return false
+    }
+
+    /// The longest allowed prefix containing `address`, or -1.
+    func routeLength(to address: [UInt8]) -> Int {
+        allowedIPs.filter { $0.contains(address) }.map(\.length).max() ?? -1
+    }
+}
+
+/// Where a peer's datagrams travel. The session layer is transport-agnostic; paths map these to sockets.
+public enum Endpoint: Hashable, Sendable, CustomStringConvertible {
+    /// A UDP address: 4 (IPv4) or 16 (IPv6) address bytes and a port.
+    case udp(address: [UInt8], port: UInt16)
+    /// Relayed through the DERP region with this id.
+    case derp(region: Int)
+
+    /// What a cookie is bound to (whitepaper: the source IP address and port).
+    var cookieSource: [UInt8] {
+        switch self {
+        case .udp(let address, let port): address + [UInt8(port >> 8), UInt8(port & 0xff)]
+        case .derp(let region): [0xde, 0x77] + withUnsafeBytes(of: Int64(region).bigEndian) { Array($0) }
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .udp(let address, let port):
+            address.count == 4 ? address.map(String.init).joined(separator: ".") + ":\(port)" : "[\(MeshAddress(bytes: address)?.description ?? "?")]:\(port)"
+        case .derp(let region): "derp(\(region))"
+        }
+    }
+}

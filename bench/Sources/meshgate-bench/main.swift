@@ -1,0 +1,109 @@
+// Tunnel micro-benchmarks, run by bench/wireguard.sh (release build). Prints one JSON object.
+//
+// 1. seal+open per core: WireGuardDevice's whole transport path (sealing into a datagram, header,
+//    counter, opening in place, replay window, IPv6 checks) against libsodium's raw
+//    ChaCha20-Poly1305 seal+open of the same bytes. Both single-threaded.
+// 2. packets/s between two MeshNodes over loopback UDP (WireGuard over real sockets).
+import CSodium
+import Foundation
+import NIOCore
+import NIOPosix
+import Synchronization
+import Tunnel
+
+let payloadSize = 1200  // a full mesh packet at MTU 1280 (IPv6 header included below)
+let iterations = Int(CommandLine.arguments.dropFirst().first ?? "") ?? 200_000
+
+func seconds(_ body: () -> Void) -> Double {
+    let start = ContinuousClock.now
+    body()
+    let elapsed = ContinuousClock.now - start
+    return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+}
+
+// Raw libsodium: encrypt then decrypt in place, detached tag.
+precondition(sodium_init() >= 0)
+var buffer = [UInt8](repeating: 7, count: payloadSize + 40)
+var tag = [UInt8](repeating: 0, count: 16)
+let key = AEAD.randomBytes(32)
+var nonce = [UInt8](repeating: 0, count: 12)
+let rawSeconds = seconds {
+    for counter in 0..<iterations {
+        nonce[4] = UInt8(truncatingIfNeeded: counter)
+        _ = crypto_aead_chacha20poly1305_ietf_encrypt_detached(&buffer, &tag, nil, buffer, UInt64(buffer.count), nil, 0, nil, nonce, key)
+        _ = crypto_aead_chacha20poly1305_ietf_decrypt_detached(&buffer, nil, buffer, UInt64(buffer.count), tag, nil, 0, nonce, key)
+    }
+}
+
+// The device path: A.send → datagram → B.receive → deliver.
+let aKey = NodePrivateKey.generate(), bKey = NodePrivateKey.generate()
+let aAddress = MeshAddress("fd7a:115c:a1e0::a")!, bAddress = MeshAddress("fd7a:115c:a1e0::b")!
+let a = WireGuardDevice(privateKey: aKey), b = WireGuardDevice(privateKey: bKey)
+let aEndpoint = Endpoint.udp(address: [127, 0, 0, 1], port: 1), bEndpoint = Endpoint.udp(address: [127, 0, 0, 1], port: 2)
+a.addPeer(bKey.publicKey, allowedIPs: [MeshPrefix(bAddress, length: 128)!], endpoint: bEndpoint)
+b.addPeer(aKey.publicKey, allowedIPs: [MeshPrefix(aAddress, length: 128)!], endpoint: aEndpoint)
+let packet = UDPDatagram.packet(source: aAddress, destination: bAddress, sourcePort: 1, destinationPort: 2, payload: [UInt8](repeating: 1, count: payloadSize - 8))
+@MainActor func shuttle(_ outputs: [WireGuardDevice.Output], from sender: WireGuardDevice) -> Int {
+    var delivered = 0
+    var pending = outputs.map { (sender === a, $0) }
+    while !pending.isEmpty {
+        let (fromA, output) = pending.removeFirst()
+        switch output {
+        case .transmit(let datagram, _):
+            pending += (fromA ? b.receive(datagram, from: aEndpoint, now: .now) : a.receive(datagram, from: bEndpoint, now: .now)).map { (!fromA, $0) }
+        case .deliver: delivered += 1
+        }
+    }
+    return delivered
+}
+_ = shuttle(a.send(packet, now: .now), from: a)  // handshake
+var delivered = 0
+let deviceSeconds = seconds {
+    for _ in 0..<iterations { delivered += shuttle(a.send(packet, now: .now), from: a) }
+}
+precondition(delivered == iterations, "device path lost packets: \(delivered)/\(iterations)")
+
+// Two MeshNodes over loopback UDP: windows of packets, waiting for each window to arrive.
+let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+let sender = try await MeshNode.start(privateKey: aKey, address: aAddress, host: "127.0.0.1", group: group)
+let receiver = try await MeshNode.start(privateKey: bKey, address: bAddress, host: "127.0.0.1", group: group)
+try await sender.addPeer(bKey.publicKey, allowedIPs: [MeshPrefix(bAddress, length: 128)!], endpoint: try SocketAddress(ipAddress: "127.0.0.1", port: receiver.localPort!))
+try await receiver.addPeer(aKey.publicKey, allowedIPs: [MeshPrefix(aAddress, length: 128)!], endpoint: try SocketAddress(ipAddress: "127.0.0.1", port: sender.localPort!))
+let received = Mutex(0)
+try await receiver.setPacketHandler { _, _ in received.withLock { $0 += 1 } }
+_ = try await sender.ping(bAddress)  // handshake
+let window = 128
+let udpPackets = iterations / 2
+var sent = 0
+let udpStart = ContinuousClock.now
+while sent < udpPackets {
+    try await sender.send(Array(repeating: packet, count: window))
+    sent += window
+    let deadline = ContinuousClock.now + .milliseconds(200)
+    while received.withLock({ $0 }) < sent - window / 8 && ContinuousClock.now < deadline { await Task.yield() }
+}
+while received.withLock({ $0 }) < sent && ContinuousClock.now - udpStart < .seconds(60) {
+    try await Task.sleep(for: .milliseconds(5))
+    if received.withLock({ $0 }) >= sent { break }
+    if ContinuousClock.now - udpStart > .seconds(1) && received.withLock({ $0 }) >= sent - sent / 100 { break }
+}
+let udpElapsed = ContinuousClock.now - udpStart
+let udpSeconds = Double(udpElapsed.components.seconds) + Double(udpElapsed.components.attoseconds) / 1e18
+let udpReceived = received.withLock { $0 }
+try await sender.close()
+try await receiver.close()
+
+let bytes = Double(iterations * (payloadSize + 40))
+let result: [String: Any] = [
+    "packet_bytes": payloadSize + 40,
+    "iterations": iterations,
+    "libsodium_seal_open_mb_s": bytes / rawSeconds / 1e6,
+    "device_seal_open_mb_s": bytes / deviceSeconds / 1e6,
+    "device_packets_s": Double(iterations) / deviceSeconds,
+    "ratio_device_vs_libsodium": rawSeconds / deviceSeconds,
+    "udp_packets_sent": sent,
+    "udp_packets_received": udpReceived,
+    "udp_packets_s": Double(udpReceived) / udpSeconds,
+    "udp_mbit_s": Double(udpReceived) * Double(payloadSize + 40) * 8 / udpSeconds / 1e6,
+]
+print(String(decoding: try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys]), as: UTF8.self))
