@@ -63,6 +63,9 @@ public final class MeshNode: Sendable {
         }.get()
         let channel = try await DatagramBootstrap(group: loop)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            // Bursts of full packets overflow the default ~200 KB buffers; the kernel caps this at rmem_max.
+            .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
+            .channelOption(.socketOption(.so_sndbuf), value: 4 << 20)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(UDPPathHandler(node: state.value)) }
             }

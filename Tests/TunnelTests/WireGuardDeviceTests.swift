@@ -255,3 +255,51 @@ final class TimestampCounter {
         #expect(pair.a.tick(now: pair.now).isEmpty)
     }
 }
+
+@Suite struct RoamingAndHostileInputTests {
+    /// The peer's endpoint follows its latest authenticated packet; unauthenticated packets move nothing.
+    @Test func endpointFollowsAuthenticatedPackets() {
+        let pair = Pair()
+        pair.sendAB()
+        let moved = Endpoint.udp(address: [192, 0, 2, 7], port: 4000)
+        for case .transmit(let datagram, _) in pair.a.send(pair.packet(from: pair.aAddress, to: pair.bAddress), now: pair.now) {
+            var forged = datagram
+            forged[forged.count - 1] ^= 1
+            _ = pair.b.receive(forged, from: Endpoint.udp(address: [203, 0, 113, 9], port: 666), now: pair.now)
+            #expect(pair.b.endpoint(of: pair.aKey.publicKey) == pair.aEndpoint)
+            _ = pair.b.receive(datagram, from: moved, now: pair.now)
+        }
+        #expect(pair.b.endpoint(of: pair.aKey.publicKey) == moved)
+    }
+
+    /// Random bytes, truncations and bit flips of real messages never crash the device and get no answer.
+    @Test(arguments: [11, 12, 13]) func randomInputIsHarmless(seed: UInt64) {
+        var rng = SplitMix(seed: seed)
+        let pair = Pair()
+        pair.sendAB()
+        let samples = pair.wireToB + pair.wireToA
+        for _ in 0..<5_000 {
+            var datagram: [UInt8]
+            if Bool.random(using: &rng) {
+                datagram = (0..<Int.random(in: 0..<300, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                if !datagram.isEmpty, Bool.random(using: &rng) { datagram[0] = UInt8.random(in: 1...4, using: &rng) }
+                if datagram.count >= 4, Bool.random(using: &rng) { datagram[1...3] = [0, 0, 0] }
+            } else {
+                datagram = samples.randomElement(using: &rng)!
+                let flips = Int.random(in: 0...3, using: &rng)
+                for _ in 0..<flips where !datagram.isEmpty { datagram[Int.random(in: 0..<datagram.count, using: &rng)] ^= UInt8.random(in: 1...255, using: &rng) }
+                if Bool.random(using: &rng) { datagram = Array(datagram.prefix(Int.random(in: 0...datagram.count, using: &rng))) }
+            }
+            let outputs = pair.b.receive(datagram, from: Endpoint.udp(address: [198, 51, 100, 1], port: 1), now: pair.now)
+            // Nothing is delivered; the only possible answer is a cookie reply to a replayed initiation whose
+            // valid mac1 proves its sender knows our key (once the replays put the device under load).
+            #expect(outputs.allSatisfy { output in
+                if case .transmit(let reply, _) = output { return WireGuardMessage.type(of: reply) == .cookieReply }
+                return false
+            })
+        }
+        // The real session still works afterwards.
+        pair.sendAB("still here")
+        #expect(UDPDatagram.decode(pair.deliveredToB.last!)?.payload == Array("still here".utf8))
+    }
+}

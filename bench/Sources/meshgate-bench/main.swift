@@ -69,27 +69,60 @@ let sender = try await MeshNode.start(privateKey: aKey, address: aAddress, host:
 let receiver = try await MeshNode.start(privateKey: bKey, address: bAddress, host: "127.0.0.1", group: group)
 try await sender.addPeer(bKey.publicKey, allowedIPs: [MeshPrefix(bAddress, length: 128)!], endpoint: try SocketAddress(ipAddress: "127.0.0.1", port: receiver.localPort!))
 try await receiver.addPeer(aKey.publicKey, allowedIPs: [MeshPrefix(aAddress, length: 128)!], endpoint: try SocketAddress(ipAddress: "127.0.0.1", port: sender.localPort!))
-let received = Mutex(0)
-try await receiver.setPacketHandler { _, _ in received.withLock { $0 += 1 } }
+/// Counts arrivals and wakes the benchmark when a target count is reached (no spinning).
+final class Arrivals: Sendable {
+    private let state = Mutex<(count: Int, target: Int, waiter: CheckedContinuation<Void, Never>?)>((0, 0, nil))
+    func arrived() {
+        let waiter: CheckedContinuation<Void, Never>? = state.withLock { state in
+            state.count += 1
+            guard state.count >= state.target, let waiter = state.waiter else { return nil }
+            state.waiter = nil
+            return waiter
+        }
+        waiter?.resume()
+    }
+    var count: Int { state.withLock { $0.count } }
+    /// Waits until `target` packets arrived or `timeout` passed (lost datagrams must not hang the run).
+    func wait(for target: Int, timeout: Duration) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await withCheckedContinuation { continuation in
+                    let ready = self.state.withLock { state -> Bool in
+                        if state.count >= target { return true }
+                        (state.target, state.waiter) = (target, continuation)
+                        return false
+                    }
+                    if ready { continuation.resume() }
+                }
+            }
+            group.addTask { try? await Task.sleep(for: timeout) }
+            await group.next()
+            group.cancelAll()
+            // Release a still-pending waiter so the first task can finish.
+            let waiter = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
+                defer { state.waiter = nil }
+                return state.waiter
+            }
+            waiter?.resume()
+        }
+    }
+}
+let arrivals = Arrivals()
+try await receiver.setPacketHandler { _, _ in arrivals.arrived() }
 _ = try await sender.ping(bAddress)  // handshake
-let window = 128
+// 32 full packets (~75 KB of socket buffer) per window: loopback's default receive buffer holds that.
+let window = 32
 let udpPackets = iterations / 2
 var sent = 0
 let udpStart = ContinuousClock.now
 while sent < udpPackets {
     try await sender.send(Array(repeating: packet, count: window))
     sent += window
-    let deadline = ContinuousClock.now + .milliseconds(200)
-    while received.withLock({ $0 }) < sent - window / 8 && ContinuousClock.now < deadline { await Task.yield() }
-}
-while received.withLock({ $0 }) < sent && ContinuousClock.now - udpStart < .seconds(60) {
-    try await Task.sleep(for: .milliseconds(5))
-    if received.withLock({ $0 }) >= sent { break }
-    if ContinuousClock.now - udpStart > .seconds(1) && received.withLock({ $0 }) >= sent - sent / 100 { break }
+    await arrivals.wait(for: sent, timeout: .milliseconds(50))
 }
 let udpElapsed = ContinuousClock.now - udpStart
 let udpSeconds = Double(udpElapsed.components.seconds) + Double(udpElapsed.components.attoseconds) / 1e18
-let udpReceived = received.withLock { $0 }
+let udpReceived = arrivals.count
 try await sender.close()
 try await receiver.close()
 
