@@ -54,6 +54,7 @@ let package = Package(
                 "CBlake2",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -61,6 +62,7 @@ let package = Package(
             name: "Gateway",
             dependencies: [
                 "CSodium",
+                "Tunnel",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdHTTP2", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
@@ -86,6 +88,7 @@ let package = Package(
             name: "meshgate",
             dependencies: [
                 "Gateway",
+                "Tunnel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
@@ -100,7 +103,9 @@ let package = Package(
             name: "GatewayTests",
             dependencies: [
                 "Gateway",
+                "Tunnel",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOFoundationEssentialsCompat", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

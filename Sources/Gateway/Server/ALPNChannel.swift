@@ -9,7 +9,8 @@ import NIOTLS
 
 /// The TLS front's child channel: TLS, then ALPN decides the protocol of the whole connection.
 ///
-/// `h2` gets Hummingbird's HTTP/2 channel; `http/1.1` (or no ALPN) gets HTTP/1.1 *with* WebSocket upgrades.
+/// `h2` gets Hummingbird's HTTP/2 channel; `http/1.1` (or no ALPN) gets HTTP/1.1 *with* WebSocket and
+/// DERP upgrades.
 /// Hummingbird's own `HTTP2UpgradeChannel` pairs HTTP/2 with plain HTTP/1.1 only, which would leave
 /// WebSockets (terminal, coordinator, DERP-over-WebSocket) unreachable on the TLS port.
 ///
@@ -17,7 +18,7 @@ import NIOTLS
 /// connections while open ones keep the context they started with.
 struct ALPNChannel: ServerChildChannel {
     struct Value: ServerChildChannelValue {
-        let negotiated: EventLoopFuture<NIONegotiatedHTTPVersion<HTTP1WebSocketUpgradeChannel.Value, HTTP2Channel.Value>>
+        let negotiated: EventLoopFuture<NIONegotiatedHTTPVersion<DERPAwareHTTP1Channel.Value, HTTP2Channel.Value>>
         let channel: any Channel
     }
 
@@ -25,7 +26,7 @@ struct ALPNChannel: ServerChildChannel {
     static let applicationProtocols = ["h2", "http/1.1"]
 
     let certificates: TLSCertificateStore
-    let http1: HTTP1WebSocketUpgradeChannel
+    let http1: DERPAwareHTTP1Channel
     let http2: HTTP2Channel
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
@@ -33,7 +34,7 @@ struct ALPNChannel: ServerChildChannel {
             let sync = channel.pipeline.syncOperations
             try sync.addHandler(NIOSSLServerHandler(context: certificates.currentContext))
             let alpn = NIOTypedApplicationProtocolNegotiationHandler<
-                NIONegotiatedHTTPVersion<HTTP1WebSocketUpgradeChannel.Value, HTTP2Channel.Value>
+                NIONegotiatedHTTPVersion<DERPAwareHTTP1Channel.Value, HTTP2Channel.Value>
             > { result in
                 switch result {
                 case .negotiated("h2"):

@@ -11,9 +11,14 @@ public struct GatewayEnvironment: Sendable {
     public var clock: any WallClock
     public var hasher: PasswordHasher
     public var pubsub: any PubSub
+    /// The built-in DERP relay; nil when disabled.
+    public var derp: DERPService?
 
-    public init(configuration: GatewayConfiguration, store: any Store, clock: any WallClock, hasher: PasswordHasher, pubsub: any PubSub) {
-        (self.configuration, self.store, self.clock, self.hasher, self.pubsub) = (configuration, store, clock, hasher, pubsub)
+    public init(
+        configuration: GatewayConfiguration, store: any Store, clock: any WallClock, hasher: PasswordHasher, pubsub: any PubSub,
+        derp: DERPService? = nil
+    ) {
+        (self.configuration, self.store, self.clock, self.hasher, self.pubsub, self.derp) = (configuration, store, clock, hasher, pubsub, derp)
     }
 
     var authenticator: Authenticator { Authenticator(store: store, clock: clock) }
@@ -27,6 +32,7 @@ public enum GatewayRouter {
         router.add(middleware: MetricsMiddleware())
         router.add(middleware: APIErrorMiddleware())
         router.get("healthz") { _, _ in "OK" }
+        if let derp = environment.derp { DERPRoutes(service: derp).addHTTPRoutes(to: router) }
 
         let api = router.group("api/v2")
         api.add(middleware: SessionMiddleware(authenticator: environment.authenticator))
@@ -53,6 +59,7 @@ public enum GatewayRouter {
         router.add(middleware: SessionMiddleware(authenticator: environment.authenticator))
         WorkspacesRoutes(store: environment.store, clock: environment.clock, pubsub: environment.pubsub, authenticator: environment.authenticator)
             .addWebSocketRoutes(to: router)
+        if let derp = environment.derp { DERPRoutes(service: derp).addWebSocketRoute(to: router) }
         return router
     }
 

@@ -72,13 +72,16 @@ public struct GatewayServer: Sendable {
             )
         }
 
+        let derp = environment.derp
+        let http1Builder = { @Sendable (responder: @escaping HTTPChannelHandler.Responder) in
+            DERPAwareHTTP1Channel(
+                http1: HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: webSocketResponder, configuration: webSocket),
+                derp: derp
+            )
+        }
         if let tlsAddress = configuration.tlsAddress, let certificates {
             let builder = HTTPServerBuilder { responder in
-                ALPNChannel(
-                    certificates: certificates,
-                    http1: HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: webSocketResponder, configuration: webSocket),
-                    http2: HTTP2Channel(responder: responder, configuration: .init())
-                )
+                ALPNChannel(certificates: certificates, http1: http1Builder(responder), http2: HTTP2Channel(responder: responder, configuration: .init()))
             }
             listen(.tls, tlsAddress, builder, api)
         }
@@ -86,7 +89,7 @@ public struct GatewayServer: Sendable {
             if configuration.tlsAddress != nil {
                 listen(.http, httpAddress, .http1(), GatewayRouter.redirecting(to: configuration.accessURL).buildResponder())
             } else {
-                listen(.http, httpAddress, .http1WebSocketUpgrade(webSocketRouter: GatewayRouter.webSocket(environment), configuration: webSocket), api)
+                listen(.http, httpAddress, HTTPServerBuilder { http1Builder($0) }, api)
             }
         }
         if let prometheusAddress = configuration.prometheusAddress, let metricsRegistry {

@@ -22,7 +22,9 @@ public struct NodePublicKey: Hashable, Sendable, CustomStringConvertible {
         self.init(bytes: [UInt8](data))
     }
 
-    public var text: String { Self.textPrefix + Hex.encode(bytes) }
+    public var text: String { Self.textPrefix + hex }
+    /// 64 lowercase hex digits (DERP's Derp-Public-Key header).
+    public var hex: String { Hex.encode(bytes) }
     public var base64: String { Data(bytes).base64EncodedString() }
     /// First 5 hex digits in brackets, as Tailscale logs keys: enough to tell peers apart, not to identify.
     public var shortForm: String { "[" + String(Hex.encode(bytes).prefix(5)) + "]" }

@@ -59,6 +59,9 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(name: .customLong("login-rate-limit"), help: "Login attempts allowed per minute per client address; 0 disables. (env: MESHGATE_LOGIN_RATE_LIMIT; default: 10)")
     var loginRateLimit: String?
 
+    @Option(name: .customLong("derp-server-enable"), help: "Run the built-in DERP relay at /derp (Upgrade: DERP or WebSocket subprotocol derp). (env: MESHGATE_DERP_SERVER_ENABLE; default: true)")
+    var derpServerEnable: String?
+
     @Flag(name: .customLong("dev"), inversion: .prefixedNo, help: "Development mode: HTTP and TLS listeners with a generated certificate, data in ./.meshgate-dev, an owner account printed at start. (env: MESHGATE_DEV)")
     var dev: Bool?
 
@@ -70,6 +73,7 @@ struct ServerCommand: AsyncParsableCommand {
             (O.tlsAddress, tlsAddress), (O.tlsCertFile, tlsCertFile), (O.tlsKeyFile, tlsKeyFile), (O.dataDir, dataDir),
             (O.logFormat, logFormat), (O.logLevel, logLevel), (O.prometheusAddress, prometheusAddress),
             (O.sessionDuration, sessionDuration), (O.loginRateLimit, loginRateLimit), (O.dev, dev.map { $0 ? "true" : "false" }),
+            (O.derpServerEnable, derpServerEnable),
         ]
         return Dictionary(uniqueKeysWithValues: pairs.compactMap { name, value in value.map { (name, $0) } })
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Gateway
+import Tunnel
 import Logging
 import Metrics
 import Prometheus
@@ -25,8 +26,15 @@ struct ServerRunner {
             throw StartupError("cannot open the database in --data-dir \(configuration.dataDirectory): \(error)")
         }
         let hasher = try PasswordHasher()
+        var derp: DERPService?
+        if settings.derpServerEnabled {
+            // The relay's key is its identity to clients that pin it: kept across restarts.
+            let key = try NodePrivateKey.loadOrCreate(path: configuration.dataDirectory + "/derp.key")
+            derp = DERPService(server: DERPServer(privateKey: key))
+            logger.info("DERP relay enabled", metadata: ["derp.server_key": "\(key.publicKey.shortForm)"])
+        }
         let environment = GatewayEnvironment(
-            configuration: configuration, store: store, clock: SystemWallClock(), hasher: hasher, pubsub: InMemoryPubSub()
+            configuration: configuration, store: store, clock: SystemWallClock(), hasher: hasher, pubsub: InMemoryPubSub(), derp: derp
         )
         let server: GatewayServer
         do {

@@ -10,6 +10,7 @@ struct ServerSettings {
     var logFormat: LogFormat
     var logLevel: Logger.Level
     var dev: Bool
+    var derpServerEnabled: Bool
 
     /// Option names as flags and YAML keys; `MESHGATE_` + upper snake case as environment variables.
     enum Option {
@@ -26,10 +27,11 @@ struct ServerSettings {
         static let sessionDuration = "session-duration"
         static let loginRateLimit = "login-rate-limit"
         static let dev = "dev"
+        static let derpServerEnable = "derp-server-enable"
 
         static let all: Set<String> = [
             accessURL, wildcardAccessURL, httpAddress, tlsAddress, tlsCertFile, tlsKeyFile, dataDir, logFormat, logLevel,
-            prometheusAddress, sessionDuration, loginRateLimit, dev,
+            prometheusAddress, sessionDuration, loginRateLimit, dev, derpServerEnable,
         ]
     }
 
@@ -84,13 +86,14 @@ struct ServerSettings {
             guard let value = Int(text), value >= 0 else { throw Reason("must be a whole number ≥ 0 (0 disables the limit)") }
             return value
         }
+        let derpServerEnabled = try reader.parse(Option.derpServerEnable, default: true) { try parseBool($0) }
         return ServerSettings(
             gateway: GatewayConfiguration(
                 accessURL: accessURL, wildcardAccessURL: wildcard, httpAddress: httpAddress, tlsAddress: tlsAddress,
                 tlsCertificateFile: certificateFile, tlsKeyFile: keyFile, dataDirectory: dataDir, prometheusAddress: prometheus,
                 sessionLifetime: sessionLifetime, loginRateLimit: loginRateLimit
             ),
-            logFormat: logFormat, logLevel: logLevel, dev: dev
+            logFormat: logFormat, logLevel: logLevel, dev: dev, derpServerEnabled: derpServerEnabled
         )
     }
 
