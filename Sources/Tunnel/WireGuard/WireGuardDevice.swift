@@ -129,7 +129,7 @@ public final class WireGuardDevice {
         if case .initiationSent(_, let oldIndex) = peer.handshake { indices[oldIndex] = nil }
         if peer.attemptStartedAt == nil { peer.attemptStartedAt = now }
         let localIndex = allocateIndex(for: peer.publicKey)
-        guard var (message, state) = try? Noise.createInitiation(
+        guard case (var message, let state)? = try? Noise.createInitiation(
             localStatic: privateKey, remoteStatic: peer.publicKey, ephemeral: makeEphemeral(), timestamp: makeTimestamp(), senderIndex: localIndex
         ) else {
             indices[localIndex] = nil
@@ -180,7 +180,7 @@ public final class WireGuardDevice {
         peer.lastInitiationConsumedAt = now
 
         let localIndex = allocateIndex(for: remote)
-        guard var (response, keys) = try? Noise.createResponse(state: state, ephemeral: makeEphemeral(), senderIndex: localIndex, presharedKey: peer.presharedKey) else {
+        guard case (var response, let keys)? = try? Noise.createResponse(state: state, ephemeral: makeEphemeral(), senderIndex: localIndex, presharedKey: peer.presharedKey) else {
             indices[localIndex] = nil
             return drop(.authentication)
         }

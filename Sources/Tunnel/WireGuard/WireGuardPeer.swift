@@ -79,14 +79,14 @@ final class WireGuardPeer {
 public enum Endpoint: Hashable, Sendable, CustomStringConvertible {
     /// A UDP address: 4 (IPv4) or 16 (IPv6) address bytes and a port.
     case udp(address: [UInt8], port: UInt16)
-    /// Relayed through the DERP region with this id.
-    case derp(region: Int)
+    /// Relayed through the DERP region with this id to the node with this key (DERP addresses keys, not IPs).
+    case derp(region: Int, node: NodePublicKey)
 
     /// What a cookie is bound to (whitepaper: the source IP address and port).
     var cookieSource: [UInt8] {
         switch self {
         case .udp(let address, let port): address + [UInt8(port >> 8), UInt8(port & 0xff)]
-        case .derp(let region): [0xde, 0x77] + withUnsafeBytes(of: Int64(region).bigEndian) { Array($0) }
+        case .derp(let region, let node): [0xde, 0x77] + withUnsafeBytes(of: Int64(region).bigEndian) { Array($0) } + node.bytes
         }
     }
 
@@ -94,7 +94,7 @@ public enum Endpoint: Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .udp(let address, let port):
             address.count == 4 ? address.map(String.init).joined(separator: ".") + ":\(port)" : "[\(MeshAddress(bytes: address)?.description ?? "?")]:\(port)"
-        case .derp(let region): "derp(\(region))"
+        case .derp(let region, let node): "derp(\(region), \(node.shortForm))"
         }
     }
 }
