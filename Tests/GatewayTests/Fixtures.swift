@@ -12,7 +12,7 @@ import NIOCore
 struct Deployment {
     let clock = ManualWallClock()
     let store: SQLiteStore
-    let environment: GatewayEnvironment
+    var environment: GatewayEnvironment
     let directory: URL
 
     init(loginRateLimit: Int = 10, sessionLifetime: TimeInterval = 3600) throws {

@@ -66,6 +66,33 @@ import Testing
         #expect(try ServerSettings.parseWildcard("*-apps.example.com") == "*-apps.example.com")
     }
 
+    /// The DERP map options: none by default; flag > env > YAML like every option; the URL must be https
+    /// (http only on loopback) and the file readable, else the error names option, value and origin.
+    @Test func derpMapOptions() throws {
+        let defaults = try resolve()
+        #expect(defaults.derpConfigPath == nil && defaults.derpConfigURL == nil)
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("derpmap-\(UUID().uuidString).json").path
+        try "{}".write(toFile: file, atomically: true, encoding: .utf8)
+        let url = "https://controlplane.tailscale.com/derpmap/default"
+        let settings = try resolve(
+            flags: ["derp-config-url": url], environment: ["MESHGATE_DERP_CONFIG_URL": "https://env.example/map.json", "MESHGATE_DERP_CONFIG_PATH": file],
+            file: ["derp-config-path": "/etc/nonexistent.json"]
+        )
+        #expect(settings.derpConfigURL?.absoluteString == url && settings.derpConfigPath == file)
+        #expect(try resolve(file: ["derp-config-url": "https://file.example/map"]).derpConfigURL?.absoluteString == "https://file.example/map")
+        #expect(try resolve(flags: ["derp-config-url": "http://127.0.0.1:8080/map.json"]).derpConfigURL != nil)
+        #expect(try resolve(flags: ["derp-config-url": "http://localhost/map.json"]).derpConfigURL != nil)
+        #expect(try resolve(flags: ["derp-config-url": ""]).derpConfigURL == nil)
+
+        let plain = #expect(throws: ConfigurationError.self) { try resolve(environment: ["MESHGATE_DERP_CONFIG_URL": "http://maps.example/map.json"]) }
+        #expect(plain?.description == "invalid value \"http://maps.example/map.json\" for --derp-config-url (from environment variable MESHGATE_DERP_CONFIG_URL): must be an https:// URL (http:// only for 127.0.0.1 or localhost), e.g. https://controlplane.tailscale.com/derpmap/default")
+        #expect(throws: ConfigurationError.self) { try resolve(flags: ["derp-config-url": "not a url"]) }
+        #expect(throws: ConfigurationError.self) { try resolve(flags: ["derp-config-url": "ftp://maps.example/map.json"]) }
+        let missing = #expect(throws: ConfigurationError.self) { try resolve(file: ["derp-config-path": "/etc/nonexistent.json"]) }
+        #expect(missing?.description == "invalid value \"/etc/nonexistent.json\" for --derp-config-path (from key 'derp-config-path' in /etc/meshgate.yaml): file does not exist or is not readable")
+        #expect(ServerSettings.Option.all.isSuperset(of: ["derp-config-path", "derp-config-url"]))
+    }
+
     /// YAML: scalars become option values; unknown keys and nested values are refused.
     @Test func yamlFile() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("meshgate-\(UUID().uuidString).yaml").path

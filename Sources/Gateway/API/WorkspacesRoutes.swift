@@ -46,9 +46,7 @@ struct WorkspacesRoutes {
     /// Routes authenticated by an agent token rather than a user session.
     func addAgentRoutes(to group: RouterGroup<GatewayContext>) {
         group.get("workspaceagents/me") { request, _ -> AgentResponse in
-            guard let presented = request.headers[SessionCredential.agentTokenHeaderName],
-                let agent = try await authenticator.agent(presenting: presented)
-            else { throw APIError(.unauthorized, "Invalid agent token.") }
+            guard let agent = try await authenticator.agent(in: request) else { throw APIError(.unauthorized, "Invalid agent token.") }
             return AgentResponse(agent)
         }
     }

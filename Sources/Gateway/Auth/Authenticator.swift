@@ -54,6 +54,12 @@ public struct Authenticator: Sendable {
         else { return nil }
         return agent
     }
+
+    /// The agent whose token the request presents in `Meshgate-Agent-Token`; nil when none or invalid.
+    func agent(in request: Request) async throws -> Agent? {
+        guard let presented = request.headers[SessionCredential.agentTokenHeaderName] else { return nil }
+        return try await agent(presenting: presented)
+    }
 }
 
 /// Attaches the session to the context when the request presents a valid one. Never rejects by itself:

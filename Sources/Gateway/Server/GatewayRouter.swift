@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdCore
 import HummingbirdWebSocket
 import Logging
+import Tunnel
 
 /// What the API needs at run time, assembled once by `GatewayServer` (and by tests).
 public struct GatewayEnvironment: Sendable {
@@ -13,12 +14,15 @@ public struct GatewayEnvironment: Sendable {
     public var pubsub: any PubSub
     /// The built-in DERP relay; nil when disabled.
     public var derp: DERPService?
+    /// The map served at `/api/v2/derp-map` (a `DERPMapSource` in a running server).
+    public var derpMap: any DERPMapProvider
 
     public init(
         configuration: GatewayConfiguration, store: any Store, clock: any WallClock, hasher: PasswordHasher, pubsub: any PubSub,
-        derp: DERPService? = nil
+        derp: DERPService? = nil, derpMap: any DERPMapProvider = DERPMap()
     ) {
         (self.configuration, self.store, self.clock, self.hasher, self.pubsub, self.derp) = (configuration, store, clock, hasher, pubsub, derp)
+        self.derpMap = derpMap
     }
 
     var authenticator: Authenticator { Authenticator(store: store, clock: clock) }
@@ -48,6 +52,7 @@ public enum GatewayRouter {
         let workspaces = WorkspacesRoutes(store: environment.store, clock: environment.clock, pubsub: environment.pubsub, authenticator: environment.authenticator)
         users.addPublicRoutes(to: api)
         workspaces.addAgentRoutes(to: api)
+        DERPMapRoutes(provider: environment.derpMap, authenticator: environment.authenticator).addRoutes(to: api)
         let signedIn = api.group(context: SignedInContext.self)
         users.addSignedInRoutes(to: signedIn)
         workspaces.addSignedInRoutes(to: signedIn)

@@ -62,6 +62,12 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(name: .customLong("derp-server-enable"), help: "Run the built-in DERP relay at /derp (Upgrade: DERP or WebSocket subprotocol derp). (env: MESHGATE_DERP_SERVER_ENABLE; default: true)")
     var derpServerEnable: String?
 
+    @Option(name: .customLong("derp-config-path"), help: "DERP map file in Tailscale's JSON format, layered over the embedded region (a region 999 replaces it). (env: MESHGATE_DERP_CONFIG_PATH; default: none)")
+    var derpConfigPath: String?
+
+    @Option(name: .customLong("derp-config-url"), help: "https URL of a DERP map in Tailscale's JSON format, fetched at start-up and every 5 minutes; --derp-config-path wins over it. (env: MESHGATE_DERP_CONFIG_URL; default: none)")
+    var derpConfigURL: String?
+
     @Flag(name: .customLong("dev"), inversion: .prefixedNo, help: "Development mode: HTTP and TLS listeners with a generated certificate, data in ./.meshgate-dev, an owner account printed at start. (env: MESHGATE_DEV)")
     var dev: Bool?
 
@@ -73,7 +79,7 @@ struct ServerCommand: AsyncParsableCommand {
             (O.tlsAddress, tlsAddress), (O.tlsCertFile, tlsCertFile), (O.tlsKeyFile, tlsKeyFile), (O.dataDir, dataDir),
             (O.logFormat, logFormat), (O.logLevel, logLevel), (O.prometheusAddress, prometheusAddress),
             (O.sessionDuration, sessionDuration), (O.loginRateLimit, loginRateLimit), (O.dev, dev.map { $0 ? "true" : "false" }),
-            (O.derpServerEnable, derpServerEnable),
+            (O.derpServerEnable, derpServerEnable), (O.derpConfigPath, derpConfigPath), (O.derpConfigURL, derpConfigURL),
         ]
         return Dictionary(uniqueKeysWithValues: pairs.compactMap { name, value in value.map { (name, $0) } })
     }

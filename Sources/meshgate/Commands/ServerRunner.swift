@@ -33,8 +33,10 @@ struct ServerRunner {
             derp = DERPService(server: DERPServer(privateKey: key))
             logger.info("DERP relay enabled", metadata: ["derp.server_key": "\(key.publicKey.shortForm)"])
         }
+        let derpMap = try await loadDERPMap(logger: logger)
         let environment = GatewayEnvironment(
-            configuration: configuration, store: store, clock: SystemWallClock(), hasher: hasher, pubsub: InMemoryPubSub(), derp: derp
+            configuration: configuration, store: store, clock: SystemWallClock(), hasher: hasher, pubsub: InMemoryPubSub(), derp: derp,
+            derpMap: derpMap
         )
         let server: GatewayServer
         do {
@@ -55,11 +57,31 @@ struct ServerRunner {
                 developmentAccount.printBanner(accessURL: configuration.accessURL, fingerprint: server.certificates?.currentFingerprint)
             }
         }
-        var groupConfiguration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        var groupConfiguration = ServiceGroupConfiguration(services: services + [derpMap], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         groupConfiguration.maximumGracefulShutdownDuration = GatewayServer.shutdownGracePeriod
         let group = ServiceGroup(configuration: groupConfiguration)
         try await group.run()
         logger.notice("meshgate stopped")
+    }
+
+    /// The embedded region (when the relay runs) with the maps of --derp-config-url and --derp-config-path on top.
+    private func loadDERPMap(logger: Logger) async throws -> DERPMapSource {
+        let embedded = settings.derpServerEnabled ? DERPMap.embedded(accessURL: settings.gateway.accessURL, stunPort: nil) : nil
+        let source: DERPMapSource
+        do {
+            source = try await DERPMapSource.load(
+                DERPMapSource.Configuration(embedded: embedded, path: settings.derpConfigPath, url: settings.derpConfigURL), logger: logger
+            )
+        } catch let error as DERPMapSourceError {
+            throw StartupError("DERP map: \(error)")
+        }
+        let regions = source.current.regionIDs
+        if regions.isEmpty {
+            logger.warning("The DERP map is empty: nodes that cannot reach each other directly will not connect")
+        } else {
+            logger.info("DERP map loaded", metadata: ["derp.region_ids": "\(regions)"])
+        }
+        return source
     }
 
     private func bootstrapLogging() -> Logger {

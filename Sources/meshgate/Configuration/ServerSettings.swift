@@ -11,6 +11,10 @@ struct ServerSettings {
     var logLevel: Logger.Level
     var dev: Bool
     var derpServerEnabled: Bool
+    /// A DERP map in Tailscale's JSON, read at start-up and layered over the embedded region.
+    var derpConfigPath: String?
+    /// A DERP map fetched at start-up and refreshed; the file at `derpConfigPath` wins over it.
+    var derpConfigURL: URL?
 
     /// Option names as flags and YAML keys; `MESHGATE_` + upper snake case as environment variables.
     enum Option {
@@ -28,10 +32,12 @@ struct ServerSettings {
         static let loginRateLimit = "login-rate-limit"
         static let dev = "dev"
         static let derpServerEnable = "derp-server-enable"
+        static let derpConfigPath = DERPMapSource.pathOption
+        static let derpConfigURL = DERPMapSource.urlOption
 
         static let all: Set<String> = [
             accessURL, wildcardAccessURL, httpAddress, tlsAddress, tlsCertFile, tlsKeyFile, dataDir, logFormat, logLevel,
-            prometheusAddress, sessionDuration, loginRateLimit, dev, derpServerEnable,
+            prometheusAddress, sessionDuration, loginRateLimit, dev, derpServerEnable, derpConfigPath, derpConfigURL,
         ]
     }
 
@@ -87,13 +93,16 @@ struct ServerSettings {
             return value
         }
         let derpServerEnabled = try reader.parse(Option.derpServerEnable, default: true) { try parseBool($0) }
+        let derpConfigPath = try reader.parse(Option.derpConfigPath, default: nil) { try parseReadableFile($0) }
+        let derpConfigURL = try reader.parse(Option.derpConfigURL, default: nil) { try parseDERPMapURL($0) }
         return ServerSettings(
             gateway: GatewayConfiguration(
                 accessURL: accessURL, wildcardAccessURL: wildcard, httpAddress: httpAddress, tlsAddress: tlsAddress,
                 tlsCertificateFile: certificateFile, tlsKeyFile: keyFile, dataDirectory: dataDir, prometheusAddress: prometheus,
                 sessionLifetime: sessionLifetime, loginRateLimit: loginRateLimit
             ),
-            logFormat: logFormat, logLevel: logLevel, dev: dev, derpServerEnabled: derpServerEnabled
+            logFormat: logFormat, logLevel: logLevel, dev: dev, derpServerEnabled: derpServerEnabled,
+            derpConfigPath: derpConfigPath, derpConfigURL: derpConfigURL
         )
     }
 
@@ -137,6 +146,16 @@ struct ServerSettings {
         guard url.query == nil, url.fragment == nil, url.path.isEmpty || url.path == "/" else {
             throw Reason("must not have a path, query or fragment")
         }
+        return url
+    }
+
+    /// https only: the map decides where nodes send their traffic. Plain http is allowed on loopback, where no
+    /// one can tamper with it (tests, a local mirror).
+    static func parseDERPMapURL(_ text: String) throws -> URL? {
+        if text.isEmpty { return nil }
+        guard let url = URL(string: text), let scheme = url.scheme?.lowercased(), let host = url.host?.lowercased(), !host.isEmpty,
+            scheme == "https" || (scheme == "http" && ["127.0.0.1", "localhost", "::1", "[::1]"].contains(host))
+        else { throw Reason("must be an https:// URL (http:// only for 127.0.0.1 or localhost), e.g. https://controlplane.tailscale.com/derpmap/default") }
         return url
     }
 
