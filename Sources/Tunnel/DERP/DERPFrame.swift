@@ -240,6 +240,7 @@ public enum DERPError: Error, Equatable, CustomStringConvertible {
     case badClientInfo(String)
     case badServerInfo(String)
     case meshKeyRequired
+    case pingTimeout
 
     public var description: String {
         switch self {
@@ -251,6 +252,7 @@ public enum DERPError: Error, Equatable, CustomStringConvertible {
         case .badClientInfo(let reason): "bad ClientInfo: \(reason)"
         case .badServerInfo(let reason): "bad ServerInfo: \(reason)"
         case .meshKeyRequired: "this frame needs the mesh key"
+        case .pingTimeout: "no Pong before the deadline"
         }
     }
 }

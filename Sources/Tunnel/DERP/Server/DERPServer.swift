@@ -12,6 +12,7 @@ public enum DERPDropReason: String, CaseIterable, Sendable {
     case queueHead = "queue_head"            // queue full: drop the oldest so fresh packets win
     case unknownDestination = "unknown_dest" // nobody with that key here or on a sibling
     case writeTimeout = "write_timeout"      // the 2 s write deadline passed: the connection is closed
+    case meshUnavailable = "mesh_unavailable" // the sibling that has the key is not reachable right now
 }
 
 /// The relay: a table of connected clients by key, mesh watchers, and keys reachable through siblings.
@@ -49,6 +50,8 @@ public final class DERPServer: Sendable {
     public var publicKey: NodePublicKey { privateKey.publicKey }
     public var clientCount: Int { table.withLock { $0.clients.count } }
     public func isConnected(_ key: NodePublicKey) -> Bool { table.withLock { $0.clients[key] != nil } }
+    /// Whether a sibling has told this relay that `key` is connected to it.
+    public func isReachableThroughMesh(_ key: NodePublicKey) -> Bool { table.withLock { $0.remote[key] != nil } }
 
     /// Serves one client until its frames end, it breaks the protocol, a write times out, or a newer
     /// connection with the same key replaces it. `close` must end the transport (and so `frames`).
