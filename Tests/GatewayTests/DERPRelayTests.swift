@@ -3,6 +3,7 @@ import Gateway
 import Logging
 import NIOCore
 import ServiceLifecycle
+import Synchronization
 import Testing
 import Tunnel
 
@@ -199,5 +200,22 @@ func expectRelayed(
             #expect(relay.counters.dropped(.queueHead) > 0)
             try await stalled.channel.executeThenClose { _, _ in }
         }
+    }
+}
+
+@Suite struct DERPAcceptRateTests {
+    /// A burst of one second's worth is admitted, then one per 1/rate seconds (injected instants, no sleeping).
+    @Test func tokenBucket() {
+        var configuration = DERPServer.Configuration()
+        configuration.acceptRate = 2
+        let relay = DERPServer(privateKey: .generate(), configuration: configuration)
+        let start = ContinuousClock.now
+        #expect(relay.admitConnection(now: start))
+        #expect(relay.admitConnection(now: start))
+        #expect(!relay.admitConnection(now: start))
+        #expect(!relay.admitConnection(now: start + .milliseconds(400)))
+        #expect(relay.admitConnection(now: start + .milliseconds(900)))
+        #expect(relay.counters.acceptsRefused.load(ordering: .relaxed) == 2)
+        #expect(DERPServer(privateKey: .generate()).admitConnection(now: start))  // 0: unlimited
     }
 }

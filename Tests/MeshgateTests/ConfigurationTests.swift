@@ -106,4 +106,24 @@ import Testing
         try "http-address:\n  host: x\n".write(toFile: path, atomically: true, encoding: .utf8)
         #expect(throws: ConfigurationFileError.self) { try ConfigurationSources.loadFile(path, knownOptions: ServerSettings.Option.all) }
     }
+
+    /// Mesh options: a 64-hex key (never echoed), peers that need the key, http(s) URLs with /derp added.
+    @Test func derpMeshOptions() throws {
+        let key = String(repeating: "0f", count: 32)
+        let settings = try resolve(environment: ["MESHGATE_DERP_MESH_KEY": key, "MESHGATE_DERP_MESH_PEERS": "https://replica-2:8443, http://10.0.0.3"])
+        #expect(settings.derpMesh?.key == key)
+        #expect(settings.derpMesh?.peers.map(\.absoluteString) == ["https://replica-2:8443/derp", "http://10.0.0.3/derp"])
+        #expect(try resolve().derpMesh == nil)
+
+        let badKey = #expect(throws: ConfigurationError.self) { try resolve(flags: ["derp-mesh-key": "secret-but-short"]) }
+        #expect(badKey?.description.contains("secret-but-short") == false)
+        #expect(badKey?.description.contains("--derp-mesh-key") == true)
+        let peersWithoutKey = #expect(throws: ConfigurationError.self) { try resolve(flags: ["derp-mesh-peers": "https://replica-2"]) }
+        #expect(peersWithoutKey?.description.contains("needs --derp-mesh-key") == true)
+        #expect(throws: ConfigurationError.self) { try resolve(flags: ["derp-mesh-key": key, "derp-server-enable": "false"]) }
+        #expect(throws: ConfigurationError.self) { try resolve(flags: ["derp-mesh-key": key, "derp-mesh-peers": "ftp://x"]) }
+        #expect(try resolve(flags: ["derp-server-accept-rate": "50"]).derpAcceptRate == 50)
+        #expect(throws: ConfigurationError.self) { try resolve(flags: ["derp-server-accept-rate": "-1"]) }
+        #expect(try resolve(file: ["derp-force-websockets": "true"]).derpForceWebSockets)
+    }
 }

@@ -25,7 +25,9 @@ struct DERPRoutes {
     func addWebSocketRoute(to router: Router<GatewayWebSocketContext>) {
         router.ws("/derp") { request, _ in
             let offered = request.headers[values: .secWebSocketProtocol].flatMap { $0.split(separator: ",") }
-            guard offered.contains(where: { $0.trimmingCharacters(in: .whitespaces) == "derp" }) else { return .dontUpgrade }
+            guard offered.contains(where: { $0.trimmingCharacters(in: .whitespaces) == "derp" }), service.server.admitConnection() else {
+                return .dontUpgrade
+            }
             return .upgrade([.secWebSocketProtocol: "derp"])
         } onUpgrade: { inbound, outbound, context in
             let bytes = inbound.messages(maxSize: DERPLimits.maxFrameLength).compactMap { message -> ByteBuffer? in

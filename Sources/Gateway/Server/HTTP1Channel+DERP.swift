@@ -44,6 +44,9 @@ struct DERPAwareHTTP1Channel: ServerChildChannel {
                 return http1.setup(channel: channel, logger: logger).flatMap { value in
                     channel.pipeline.syncOperations.removeHandler(peekOnLoop.value).map { .http1(value) }
                 }
+            case .derp where !derp.server.admitConnection():
+                let refusal = channel.allocator.buffer(string: DERPService.tooManyConnectionsResponse)
+                return channel.writeAndFlush(refusal).flatMap { channel.close() }.flatMap { channel.eventLoop.makeFailedFuture(ChannelError.inputClosed) }
             case .derp:
                 return channel.eventLoop.makeCompletedFuture {
                     channel.writeAndFlush(channel.allocator.buffer(string: derp.upgradeResponse()), promise: nil)

@@ -68,6 +68,18 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(name: .customLong("derp-config-url"), help: "https URL of a DERP map in Tailscale's JSON format, fetched at start-up and every 5 minutes; --derp-config-path wins over it. (env: MESHGATE_DERP_CONFIG_URL; default: none)")
     var derpConfigURL: String?
 
+    @Option(name: .customLong("derp-mesh-key"), help: "Shared secret (64 hex digits) of the relays in one region; with it this relay accepts mesh peers and dials --derp-mesh-peers. Never logged. (env: MESHGATE_DERP_MESH_KEY; default: none)")
+    var derpMeshKey: String?
+
+    @Option(name: .customLong("derp-mesh-peers"), help: "Comma-separated URLs of sibling relays to mesh with (replicas, regions), e.g. https://replica-2:443; each is dialed as a mesh client that forwards packets one hop. (env: MESHGATE_DERP_MESH_PEERS; default: none)")
+    var derpMeshPeers: String?
+
+    @Option(name: .customLong("derp-force-websockets"), help: "Dial DERP relays (mesh peers) over WebSockets only, never Upgrade: DERP. (env: MESHGATE_DERP_FORCE_WEBSOCKETS; default: false)")
+    var derpForceWebSockets: String?
+
+    @Option(name: .customLong("derp-server-accept-rate"), help: "New relay connections accepted per second (bursts of one second's worth); excess upgrades get 429. 0: unlimited. (env: MESHGATE_DERP_SERVER_ACCEPT_RATE; default: 0)")
+    var derpServerAcceptRate: String?
+
     @Flag(name: .customLong("dev"), inversion: .prefixedNo, help: "Development mode: HTTP and TLS listeners with a generated certificate, data in ./.meshgate-dev, an owner account printed at start. (env: MESHGATE_DEV)")
     var dev: Bool?
 
@@ -80,6 +92,8 @@ struct ServerCommand: AsyncParsableCommand {
             (O.logFormat, logFormat), (O.logLevel, logLevel), (O.prometheusAddress, prometheusAddress),
             (O.sessionDuration, sessionDuration), (O.loginRateLimit, loginRateLimit), (O.dev, dev.map { $0 ? "true" : "false" }),
             (O.derpServerEnable, derpServerEnable), (O.derpConfigPath, derpConfigPath), (O.derpConfigURL, derpConfigURL),
+            (O.derpMeshKey, derpMeshKey), (O.derpMeshPeers, derpMeshPeers), (O.derpForceWebSockets, derpForceWebSockets),
+            (O.derpAcceptRate, derpServerAcceptRate),
         ]
         return Dictionary(uniqueKeysWithValues: pairs.compactMap { name, value in value.map { (name, $0) } })
     }

@@ -30,8 +30,15 @@ struct ServerRunner {
         if settings.derpServerEnabled {
             // The relay's key is its identity to clients that pin it: kept across restarts.
             let key = try NodePrivateKey.loadOrCreate(path: configuration.dataDirectory + "/derp.key")
-            derp = DERPService(server: DERPServer(privateKey: key))
-            logger.info("DERP relay enabled", metadata: ["derp.server_key": "\(key.publicKey.shortForm)"])
+            var relayConfiguration = DERPServer.Configuration()
+            relayConfiguration.acceptRate = settings.derpAcceptRate
+            let relay = DERPServer(privateKey: key, meshKey: settings.derpMesh?.key, configuration: relayConfiguration)
+            let transport: DERPTransport = settings.derpForceWebSockets ? .webSocket : .automatic
+            let peers = (settings.derpMesh?.peers ?? []).map { url in
+                DERPMeshPeer(server: relay, url: url, meshKey: relay.meshKey ?? "", transport: transport, logger: logger)
+            }
+            derp = DERPService(server: relay, meshPeers: peers)
+            logger.info("DERP relay enabled", metadata: ["derp.server_key": "\(key.publicKey.shortForm)", "derp.mesh_peers": "\(peers.map(\.url))"])
         }
         let derpMap = try await loadDERPMap(logger: logger)
         let environment = GatewayEnvironment(

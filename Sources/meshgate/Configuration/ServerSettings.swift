@@ -15,6 +15,16 @@ struct ServerSettings {
     var derpConfigPath: String?
     /// A DERP map fetched at start-up and refreshed; the file at `derpConfigPath` wins over it.
     var derpConfigURL: URL?
+    var derpMesh: DERPMeshSettings?
+    var derpForceWebSockets: Bool
+    /// New relay connections admitted per second (burst: one second's worth); 0: unlimited.
+    var derpAcceptRate: Int
+
+    /// The relays this one meshes with, and the region's shared key.
+    struct DERPMeshSettings {
+        var key: String
+        var peers: [URL]
+    }
 
     /// Option names as flags and YAML keys; `MESHGATE_` + upper snake case as environment variables.
     enum Option {
@@ -34,10 +44,16 @@ struct ServerSettings {
         static let derpServerEnable = "derp-server-enable"
         static let derpConfigPath = DERPMapSource.pathOption
         static let derpConfigURL = DERPMapSource.urlOption
+        static let derpMeshKey = "derp-mesh-key"
+        static let derpMeshPeers = "derp-mesh-peers"
+        static let derpForceWebSockets = "derp-force-websockets"
+        static let derpAcceptRate = "derp-server-accept-rate"
+        static let secrets: Set<String> = [derpMeshKey]
 
         static let all: Set<String> = [
             accessURL, wildcardAccessURL, httpAddress, tlsAddress, tlsCertFile, tlsKeyFile, dataDir, logFormat, logLevel,
             prometheusAddress, sessionDuration, loginRateLimit, dev, derpServerEnable, derpConfigPath, derpConfigURL,
+            derpMeshKey, derpMeshPeers, derpForceWebSockets, derpAcceptRate,
         ]
     }
 
@@ -95,6 +111,29 @@ struct ServerSettings {
         let derpServerEnabled = try reader.parse(Option.derpServerEnable, default: true) { try parseBool($0) }
         let derpConfigPath = try reader.parse(Option.derpConfigPath, default: nil) { try parseReadableFile($0) }
         let derpConfigURL = try reader.parse(Option.derpConfigURL, default: nil) { try parseDERPMapURL($0) }
+        let derpMeshKey = try reader.parse(Option.derpMeshKey, default: nil) { text -> String? in
+            if text.isEmpty { return nil }
+            guard text.count == 64, text.allSatisfy(\.isHexDigit) else { throw Reason("must be 64 hex digits (e.g. from: openssl rand -hex 32)") }
+            return text.lowercased()
+        }
+        let derpMeshPeers = try reader.parse(Option.derpMeshPeers, default: []) { try parseMeshPeers($0) }
+        if !derpMeshPeers.isEmpty, derpMeshKey == nil {
+            throw ConfigurationError(
+                option: Option.derpMeshPeers, value: derpMeshPeers.map(\.absoluteString).joined(separator: ","), origin: reader.origin(Option.derpMeshPeers),
+                reason: "needs --derp-mesh-key: siblings only accept mesh clients that present the region's key"
+            )
+        }
+        if derpMeshKey != nil, !derpServerEnabled {
+            throw ConfigurationError(
+                option: Option.derpMeshKey, value: "(hidden)", origin: reader.origin(Option.derpMeshKey),
+                reason: "meshing needs the built-in relay (--derp-server-enable=true)"
+            )
+        }
+        let derpForceWebSockets = try reader.parse(Option.derpForceWebSockets, default: false) { try parseBool($0) }
+        let derpAcceptRate = try reader.parse(Option.derpAcceptRate, default: 0) { text -> Int in
+            guard let value = Int(text), value >= 0 else { throw Reason("must be a whole number ≥ 0 (0: unlimited)") }
+            return value
+        }
         return ServerSettings(
             gateway: GatewayConfiguration(
                 accessURL: accessURL, wildcardAccessURL: wildcard, httpAddress: httpAddress, tlsAddress: tlsAddress,
@@ -102,7 +141,9 @@ struct ServerSettings {
                 sessionLifetime: sessionLifetime, loginRateLimit: loginRateLimit
             ),
             logFormat: logFormat, logLevel: logLevel, dev: dev, derpServerEnabled: derpServerEnabled,
-            derpConfigPath: derpConfigPath, derpConfigURL: derpConfigURL
+            derpConfigPath: derpConfigPath, derpConfigURL: derpConfigURL,
+            derpMesh: derpMeshKey.map { DERPMeshSettings(key: $0, peers: derpMeshPeers) },
+            derpForceWebSockets: derpForceWebSockets, derpAcceptRate: derpAcceptRate
         )
     }
 
@@ -159,6 +200,17 @@ struct ServerSettings {
         return url
     }
 
+    /// Comma-separated http(s) URLs of sibling relays; "/derp" is added when a URL has no path.
+    static func parseMeshPeers(_ text: String) throws -> [URL] {
+        try text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.map { item in
+            guard var url = URL(string: item), let scheme = url.scheme?.lowercased(), ["http", "https"].contains(scheme),
+                let host = url.host, !host.isEmpty
+            else { throw Reason("must be comma-separated http(s) URLs of sibling relays, e.g. https://replica-2.internal:443") }
+            if url.path.isEmpty || url.path == "/" { url = URL(string: "\(scheme)://\(url.host!)\(url.port.map { ":\($0)" } ?? "")/derp")! }
+            return url
+        }
+    }
+
     /// "*.apps.example.com" or "*-apps.example.com": a single leading wildcard label.
     static func parseWildcard(_ text: String) throws -> String? {
         if text.isEmpty { return nil }
@@ -200,7 +252,9 @@ struct ServerSettings {
             do {
                 return try parser(value.trimmingCharacters(in: .whitespaces))
             } catch let reason as Reason {
-                throw ConfigurationError(option: option, value: value, origin: origin, reason: reason.text)
+                // A secret's value never reaches the log, even a malformed one.
+                let shown = Option.secrets.contains(option) ? "(hidden)" : value
+                throw ConfigurationError(option: option, value: shown, origin: origin, reason: reason.text)
             }
         }
     }

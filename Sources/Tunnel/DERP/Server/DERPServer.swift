@@ -27,14 +27,18 @@ public final class DERPServer: Sendable {
         /// KeepAlive period; each connection adds up to 5 s of jitter.
         public var keepAlive: Duration = .seconds(60)
         public var handshakeTimeout: Duration = .seconds(10)
+        /// New connections admitted per second, in bursts of up to one second's worth; 0: unlimited. Guards
+        /// the login's key agreement against reconnect storms.
+        public var acceptRate = 0
         public init() {}
     }
 
     public let privateKey: NodePrivateKey
     public let configuration: Configuration
     /// Shared secret of the region's servers; nil: no mesh peers accepted.
-    let meshKey: String?
+    public let meshKey: String?
     private let table = Mutex(Table())
+    private let acceptTokens = Mutex<(tokens: Double, at: ContinuousClock.Instant)?>(nil)
     public let counters = DERPServerCounters()
 
     struct Table {
@@ -52,6 +56,31 @@ public final class DERPServer: Sendable {
     public func isConnected(_ key: NodePublicKey) -> Bool { table.withLock { $0.clients[key] != nil } }
     /// Whether a sibling has told this relay that `key` is connected to it.
     public func isReachableThroughMesh(_ key: NodePublicKey) -> Bool { table.withLock { $0.remote[key] != nil } }
+
+    /// Takes one accept token (token bucket of `acceptRate` per second); false: refuse this connection.
+    public func admitConnection(now: ContinuousClock.Instant = .now) -> Bool {
+        let rate = Double(configuration.acceptRate)
+        guard rate > 0 else { return true }
+        let admitted = acceptTokens.withLock { bucket -> Bool in
+            let (tokens, at) = bucket ?? (rate, now)
+            let refilled = min(rate, tokens + rate * Double((now - at) / .seconds(1)))
+            bucket = (refilled >= 1 ? refilled - 1 : refilled, now)
+            return refilled >= 1
+        }
+        if !admitted { counters.acceptsRefused.add(1, ordering: .relaxed) }
+        return admitted
+    }
+
+    /// Graceful shutdown: tells every client to come back in `reconnectIn` (Restarting), lets its queue drain
+    /// and closes it, so clients reconnect to a sibling or the restarted relay instead of backing off.
+    public func shutdown(reconnectIn: Duration = .seconds(2), tryFor: Duration = .seconds(30)) {
+        let sessions = table.withLock { Array($0.clients.values) }
+        let milliseconds = { (d: Duration) in UInt32(d.components.seconds * 1000) }
+        for session in sessions {
+            session.enqueue(.restarting(reconnectIn: milliseconds(reconnectIn), tryFor: milliseconds(tryFor)), counters: counters)
+            session.finish()
+        }
+    }
 
     /// Serves one client until its frames end, it breaks the protocol, a write times out, or a newer
     /// connection with the same key replaces it. `close` must end the transport (and so `frames`).
@@ -94,7 +123,10 @@ public final class DERPServer: Sendable {
         }
     }
 
+    /// Writes the session's queue in order; a finished queue (shutdown, replacement) closes the transport
+    /// once what was queued has been written.
     private func writeLoop(_ session: DERPServerSession, write: @escaping @Sendable (DERPFrame) async throws -> Void) async throws {
+        defer { session.close() }
         for await frame in session.queue {
             try await withDeadline(configuration.writeTimeout, onTimeout: { [counters] in
                 counters.drop(.writeTimeout)
@@ -219,6 +251,7 @@ public final class DERPServer: Sendable {
 /// Relay counters, exported as metrics by the gateway.
 public final class DERPServerCounters: Sendable {
     public let clients = Atomic<Int>(0)
+    public let acceptsRefused = Atomic<Int>(0)
     public let packetsReceived = Atomic<Int>(0)
     public let bytesReceived = Atomic<Int>(0)
     public let packetsSent = Atomic<Int>(0)
