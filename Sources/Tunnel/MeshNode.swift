@@ -9,7 +9,7 @@ public final class MeshNode: Sendable {
     public let privateKey: NodePrivateKey
     public let address: MeshAddress
     public let channel: any Channel
-    private let state: NIOLoopBound<LoopState>
+    let state: NIOLoopBound<LoopState>
     private let timer: NIOLoopBound<RepeatedTask?>
 
     /// How often device timers run; WireGuard's timers are seconds long, so 100 ms is ample precision.
@@ -23,6 +23,8 @@ public final class MeshNode: Sendable {
         var pings: [UInt16: (sentAt: ContinuousClock.Instant, promise: EventLoopPromise<Duration>)] = [:]
         var nextPingSequence: UInt16 = 0
         var onPacket: ([UInt8], NodePublicKey) -> Void = { _, _ in }
+        /// The DERP regions this node is connected to, by region id.
+        var derpLinks: [Int: any DERPLink] = [:]
 
         init(device: WireGuardDevice, address: MeshAddress) { (self.device, self.address) = (device, address) }
 
@@ -30,6 +32,9 @@ public final class MeshNode: Sendable {
         func handle(_ outputs: [WireGuardDevice.Output]) {
             for output in outputs {
                 switch output {
+                case .transmit(let datagram, .derp(let region, let node)):
+                    // No link to that region: dropped, as UDP would; WireGuard's timers retry.
+                    derpLinks[region]?.send(ByteBuffer(bytes: datagram), to: node)
                 case .transmit(let datagram, let endpoint):
                     guard let channel, let remote = endpoint.socketAddress else { continue }
                     let buffer = channel.allocator.buffer(bytes: datagram)
@@ -82,7 +87,7 @@ public final class MeshNode: Sendable {
 
     public var localPort: Int? { channel.localAddress?.port }
 
-    private func onLoop<T: Sendable>(_ body: @escaping @Sendable (LoopState) throws -> T) async throws -> T {
+    func onLoop<T: Sendable>(_ body: @escaping @Sendable (LoopState) throws -> T) async throws -> T {
         let state = self.state
         return try await channel.eventLoop.submit { try body(state.value) }.get()
     }

@@ -43,7 +43,7 @@ public struct DERPConnection: Sendable {
     public let serverKey: NodePublicKey
     public let transport: Kind
 
-    public enum Kind: String, Sendable { case upgrade = "upgrade", webSocket = "websocket" }
+    public enum Kind: String, Sendable { case upgrade = "upgrade", webSocket = "websocket", inProcess = "in-process" }
 
     public enum DialError: Error, CustomStringConvertible, Equatable {
         case badURL(String)
@@ -186,14 +186,10 @@ public struct DERPConnection: Sendable {
             }
         }
         let upgrader: any NIOTypedHTTPClientProtocolUpgrader<UpgradeOutcome> =
-            switch kind {
-            case .upgrade: DERPUpgrader(afterUpgrade: afterUpgrade)
-            case .webSocket:
-                // A DERP frame (≤ 1 MiB) may arrive as one WebSocket message.
-                NIOTypedWebSocketClientUpgrader(maxFrameSize: DERPLimits.maxFrameLength + DERPLimits.frameHeaderLength) { channel, _ in
-                    afterUpgrade(channel)
-                }
-            }
+            kind == .webSocket
+            // A DERP frame (≤ 1 MiB) may arrive as one WebSocket message.
+            ? NIOTypedWebSocketClientUpgrader(maxFrameSize: DERPLimits.maxFrameLength + DERPLimits.frameHeaderLength) { channel, _ in afterUpgrade(channel) }
+            : DERPUpgrader(afterUpgrade: afterUpgrade)
         var headers = HTTPHeaders([("Host", target.hostHeader), ("User-Agent", "meshgate")])
         if kind == .webSocket { headers.add(name: "Sec-WebSocket-Protocol", value: "derp") }
         let upgrade = NIOTypedHTTPClientUpgradeConfiguration<UpgradeOutcome>(

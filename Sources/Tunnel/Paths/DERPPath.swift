@@ -1,0 +1,30 @@
+import NIOCore
+
+extension MeshNode {
+    /// The relay path: WireGuard datagrams for peers whose endpoint is `.derp(region, key)` go out over `link`,
+    /// and what the relay delivers comes in as if from that endpoint (so roaming and cookies work unchanged).
+    /// Runs until the task is cancelled; the link reconnects on its own meanwhile.
+    public func runDERP(_ link: any DERPLink, region: Int) async {
+        let state = self.state
+        let loop = channel.eventLoop
+        do {
+            try await onLoop { $0.derpLinks[region] = link }
+        } catch {
+            return  // the node is closed
+        }
+        await link.run { event in
+            guard case .packet(let source, let packet) = event else { return }
+            let datagram = Array(packet.readableBytesView)
+            loop.execute {
+                let node = state.value
+                node.handle(node.device.receive(datagram, from: .derp(region: region, node: source), now: .now))
+            }
+        }
+        try? await onLoop { $0.derpLinks[region] = nil }
+    }
+
+    /// Sends a peer's traffic through DERP region `region` (its home region) until a direct path is known.
+    public func setDERPEndpoint(region: Int, for peer: NodePublicKey) async throws {
+        try await onLoop { $0.device.setEndpoint(.derp(region: region, node: peer), for: peer) }
+    }
+}
