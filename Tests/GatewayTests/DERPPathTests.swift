@@ -12,6 +12,7 @@ import Tunnel
 
     /// Two nodes, each with its own DERP link; peers know each other by key and home region only.
     func withNodePair(
+        relay: DERPServer,
         links: @escaping @Sendable (MeshNode, MeshNode) -> (any DERPLink, any DERPLink),
         _ body: @escaping @Sendable (MeshNode, MeshNode) async throws -> Void
     ) async throws {
@@ -26,6 +27,8 @@ import Tunnel
             group.addTask { await a.runDERP(linkA, region: Self.region) }
             group.addTask { await b.runDERP(linkB, region: Self.region) }
             defer { group.cancelAll() }
+            // Until both are logged in the first initiation would be lost and retried only after RekeyTimeout.
+            try await eventually("both nodes on the relay") { relay.clientCount == 2 }
             try await body(a, b)
         }
         try await a.close()
@@ -47,7 +50,7 @@ import Tunnel
         let relay = DERPServer(privateKey: .generate())
         try await withRunningGateway(derp: relay) { address, server in
             let logger = Logger(label: "derp-path-test")
-            try await withNodePair(links: { a, b in
+            try await withNodePair(relay: relay, links: { a, b in
                 let client = { (node: MeshNode) in
                     DERPClient(
                         configuration: .init(url: derpURL(address), privateKey: node.privateKey, trust: pin(server), transport: transport, isHome: true),
@@ -71,7 +74,7 @@ import Tunnel
         let relay = DERPServer(privateKey: .generate())
         try await withRunningGateway(derp: relay) { address, server in
             let logger = Logger(label: "derp-path-test")
-            try await withNodePair(links: { a, b in
+            try await withNodePair(relay: relay, links: { a, b in
                 (
                     DERPInProcessClient(server: relay, privateKey: a.privateKey),
                     DERPClient(configuration: .init(url: derpURL(address), privateKey: b.privateKey, trust: pin(server)), logger: logger)
