@@ -102,6 +102,37 @@ func expectRelayed(
         }
     }
 
+    /// A restarting relay tells its clients when to come back: the client reconnects on its own, says again
+    /// that this is its home region, and pings work again.
+    @Test func clientReconnectsAfterRestarting() async throws {
+        let relay = DERPServer(privateKey: .generate())
+        try await withRunningGateway(derp: relay) { address, server in
+            let key = NodePrivateKey.generate()
+            let client = DERPClient(
+                configuration: .init(url: derpURL(address), privateKey: key, trust: pin(server), isHome: true), logger: Logger(label: "test")
+            )
+            let (events, continuation) = AsyncStream.makeStream(of: DERPClient.Event.self)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await client.run { continuation.yield($0) } }
+                defer { group.cancelAll() }
+                var iterator = events.makeAsyncIterator()
+                func next(_ what: String, _ matches: (DERPClient.Event) -> Bool) async throws {
+                    while let event = await iterator.next() { if matches(event) { return } }
+                    throw TestFailure("events ended before \(what)")
+                }
+                try await next("connected") { if case .connected = $0 { true } else { false } }
+                _ = try await client.ping()
+                try await eventually("NotePreferred") { relay.isPreferred(key.publicKey) }
+
+                relay.shutdown(reconnectIn: .milliseconds(20))
+                try await next("disconnected") { if case .disconnected = $0 { true } else { false } }
+                try await next("reconnected") { if case .connected = $0 { true } else { false } }
+                _ = try await client.ping()
+                try await eventually("NotePreferred again") { relay.isPreferred(key.publicKey) }
+            }
+        }
+    }
+
     /// A wrong certificate pin refuses the TLS handshake.
     @Test func wrongPinIsRefused() async throws {
         try await withRunningGateway { address, _ in

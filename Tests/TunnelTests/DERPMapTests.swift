@@ -100,7 +100,7 @@ import Testing
     }
 
     /// Tailscale's `urlString`: https, the port only when it is not the scheme's default; http for
-    /// `InsecureForTests`; IPv6 literals in brackets.
+    /// `ForceHTTP`; IPv6 literals in brackets.
     @Test func nodeURL() {
         var node = DERPNode(name: "1a", regionID: 1, hostName: "derp.example.com")
         #expect(node.url?.absoluteString == "https://derp.example.com/derp")
@@ -108,7 +108,7 @@ import Testing
         #expect(node.url?.absoluteString == "https://derp.example.com/derp")
         node.derpPort = 8443
         #expect(node.url?.absoluteString == "https://derp.example.com:8443/derp")
-        node.insecureForTests = true
+        node.forceHTTP = true
         #expect(node.url?.absoluteString == "http://derp.example.com:8443/derp")
         node.derpPort = 80
         #expect(node.url?.absoluteString == "http://derp.example.com/derp")
@@ -128,14 +128,14 @@ import Testing
         }
         let https = try embeddedNode("https://meshgate.example.com")
         #expect(https.name == "999a" && https.regionID == 999 && https.hostName == "meshgate.example.com")
-        #expect(https.derpPort == 443 && !https.insecureForTests && https.stunPort == -1)
+        #expect(https.derpPort == 443 && !https.forceHTTP && https.stunPort == -1)
         #expect(https.url?.absoluteString == "https://meshgate.example.com/derp")
 
         let httpsPort = try embeddedNode("https://meshgate.example.com:8443")
         #expect(httpsPort.derpPort == 8443 && httpsPort.url?.absoluteString == "https://meshgate.example.com:8443/derp")
 
         let http = try embeddedNode("http://localhost:3000")
-        #expect(http.hostName == "localhost" && http.derpPort == 3000 && http.insecureForTests)
+        #expect(http.hostName == "localhost" && http.derpPort == 3000 && http.forceHTTP)
         #expect(http.url?.absoluteString == "http://localhost:3000/derp")
 
         let httpDefault = try embeddedNode("http://10.0.0.5")

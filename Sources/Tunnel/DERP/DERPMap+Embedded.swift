@@ -8,10 +8,9 @@ extension DERPMap {
     /// A map holding only the built-in relay at the access URL: region 999, one node `999a` whose host and
     /// port are the access URL's (the scheme's default when it names none, written out so no client guesses).
     ///
-    /// An `http://` access URL marks the node `InsecureForTests`, which meshgate's clients take as "dial plain
-    /// HTTP": a deployment behind a TLS-terminating proxy, or a plain-HTTP development one, then still relays.
-    /// Upstream Tailscale has no map field for that (it reads the flag as "skip TLS verification" and needs
-    /// `TS_DEBUG_USE_DERP_HTTP` for plain HTTP), so stock Tailscale clients cannot use such a node.
+    /// An `http://` access URL marks the node `ForceHTTP` (as Coder's map does): a deployment behind a
+    /// TLS-terminating proxy, or a plain-HTTP development one, then still relays. Stock Tailscale clients
+    /// ignore the field and cannot use such a node.
     ///
     /// `stunPort` nil means no STUN server: `STUNPort` -1, so clients do not probe 3478 in vain.
     public static func embedded(accessURL: URL, stunPort: Int?) -> DERPMap {
@@ -20,7 +19,7 @@ extension DERPMap {
         if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         let node = DERPNode(
             name: "\(embeddedRegionID)a", regionID: embeddedRegionID, hostName: host, stunPort: stunPort ?? -1,
-            derpPort: accessURL.port ?? (plainHTTP ? 80 : 443), insecureForTests: plainHTTP
+            derpPort: accessURL.port ?? (plainHTTP ? 80 : 443), forceHTTP: plainHTTP
         )
         let region = DERPRegion(regionID: embeddedRegionID, regionCode: embeddedRegionCode, regionName: "meshgate Embedded Relay", nodes: [node])
         return DERPMap(regions: [embeddedRegionID: region])

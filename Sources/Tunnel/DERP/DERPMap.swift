@@ -162,28 +162,29 @@ public struct DERPNode: Codable, Sendable, Equatable {
     public var stunOnly: Bool
     /// 0 means 443.
     public var derpPort: Int
-    /// Upstream Tailscale: skip TLS verification. meshgate's clients also take it to mean "dial plain
-    /// http://", which is how the embedded region reaches a deployment whose access URL is http (Tailscale
-    /// itself has no map field for plain HTTP; see `url`).
+    /// Tailscale: skip TLS verification (tests only). Kept for round trips; meshgate does not honour it.
     public var insecureForTests: Bool
+    /// Dial plain `http://` (Coder's extension of the map, `ForceHTTP`): how the embedded region reaches a
+    /// deployment whose access URL is http, behind a TLS-terminating proxy or in local development.
+    public var forceHTTP: Bool
     public var stunTestIP: String
     /// The node also answers on port 80, for captive-portal and latency checks.
     public var canPort80: Bool
 
     public init(
         name: String, regionID: Int, hostName: String, certName: String = "", ipv4: String = "", ipv6: String = "", stunPort: Int = 0,
-        stunOnly: Bool = false, derpPort: Int = 0, insecureForTests: Bool = false, stunTestIP: String = "", canPort80: Bool = false
+        stunOnly: Bool = false, derpPort: Int = 0, insecureForTests: Bool = false, forceHTTP: Bool = false, stunTestIP: String = "", canPort80: Bool = false
     ) {
         (self.name, self.regionID, self.hostName, self.certName, self.ipv4, self.ipv6) = (name, regionID, hostName, certName, ipv4, ipv6)
         (self.stunPort, self.stunOnly, self.derpPort, self.insecureForTests) = (stunPort, stunOnly, derpPort, insecureForTests)
-        (self.stunTestIP, self.canPort80) = (stunTestIP, canPort80)
+        (self.forceHTTP, self.stunTestIP, self.canPort80) = (forceHTTP, stunTestIP, canPort80)
     }
 
     /// The relay's URL, as Tailscale's `derphttp.Client.urlString` builds it: `https://HostName[:DERPPort]/derp`,
-    /// the port left out when it is the scheme's default. `http://` (default port 80) when `insecureForTests`.
+    /// the port left out when it is the scheme's default. `http://` (default port 80) when `forceHTTP`.
     /// Nil only for a host name that `DERPMap.validate()` refuses.
     public var url: URL? {
-        let (scheme, defaultPort) = insecureForTests ? ("http", 80) : ("https", 443)
+        let (scheme, defaultPort) = forceHTTP ? ("http", 80) : ("https", 443)
         let host = hostName.contains(":") ? "[\(hostName)]" : hostName
         let port = derpPort != 0 && derpPort != defaultPort ? ":\(derpPort)" : ""
         return URL(string: "\(scheme)://\(host)\(port)/derp")
@@ -192,7 +193,7 @@ public struct DERPNode: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case name = "Name", regionID = "RegionID", hostName = "HostName", certName = "CertName", ipv4 = "IPv4", ipv6 = "IPv6"
         case stunPort = "STUNPort", stunOnly = "STUNOnly", derpPort = "DERPPort", insecureForTests = "InsecureForTests"
-        case stunTestIP = "STUNTestIP", canPort80 = "CanPort80"
+        case forceHTTP = "ForceHTTP", stunTestIP = "STUNTestIP", canPort80 = "CanPort80"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -207,6 +208,7 @@ public struct DERPNode: Codable, Sendable, Equatable {
         stunOnly = try container.decode(Bool.self, forKey: .stunOnly, default: false)
         derpPort = try container.decode(Int.self, forKey: .derpPort, default: 0)
         insecureForTests = try container.decode(Bool.self, forKey: .insecureForTests, default: false)
+        forceHTTP = try container.decode(Bool.self, forKey: .forceHTTP, default: false)
         stunTestIP = try container.decode(String.self, forKey: .stunTestIP, default: "")
         canPort80 = try container.decode(Bool.self, forKey: .canPort80, default: false)
     }
@@ -223,6 +225,7 @@ public struct DERPNode: Codable, Sendable, Equatable {
         try container.encode(stunOnly, forKey: .stunOnly, omitting: false)
         try container.encode(derpPort, forKey: .derpPort, omitting: 0)
         try container.encode(insecureForTests, forKey: .insecureForTests, omitting: false)
+        try container.encode(forceHTTP, forKey: .forceHTTP, omitting: false)
         try container.encode(stunTestIP, forKey: .stunTestIP, omitting: "")
         try container.encode(canPort80, forKey: .canPort80, omitting: false)
     }

@@ -54,6 +54,10 @@ public final class DERPServer: Sendable {
     public var publicKey: NodePublicKey { privateKey.publicKey }
     public var clientCount: Int { table.withLock { $0.clients.count } }
     public func isConnected(_ key: NodePublicKey) -> Bool { table.withLock { $0.clients[key] != nil } }
+    /// Whether the client with `key` said this relay is its home (NotePreferred).
+    public func isPreferred(_ key: NodePublicKey) -> Bool {
+        table.withLock { $0.clients[key] }?.isPreferred.load(ordering: .relaxed) ?? false
+    }
     /// Whether a sibling has told this relay that `key` is connected to it.
     public func isReachableThroughMesh(_ key: NodePublicKey) -> Bool { table.withLock { $0.remote[key] != nil } }
 
