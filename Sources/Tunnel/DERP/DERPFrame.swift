@@ -19,13 +19,13 @@ public enum DERPFrameType: UInt8, Sendable, CaseIterable {
     case recvPacket = 0x05     // 32B source key + packet
     case keepAlive = 0x06      // empty
     case notePreferred = 0x07  // 1B: 0x01 when this server is the client's home region
-    case peerGone = 0x08       // 32B key (+ 1B reason)
-    case peerPresent = 0x09    // 32B key (+ 16B IP + 2B port + 1B flags)
+    case peerGone = 0x08       // 32B key + 1B reason (absent from old servers: disconnected)
+    case peerPresent = 0x09    // 32B key + 16B IP + 2B port BE + 1B flags (old servers stop after the key or port)
     case forwardPacket = 0x0a  // 32B source key + 32B destination key + packet (mesh only)
     case watchConns = 0x10     // empty (mesh only)
-    case closePeer = 0x11      // 32B key (mesh only)
-    case ping = 0x12           // 8B payload, echoed in Pong
-    case pong = 0x13           // 8B payload
+    case closePeer = 0x11      // exactly 32B key (mesh only)
+    case ping = 0x12           // 8B payload, echoed in Pong (longer: extra bytes reserved, ignored)
+    case pong = 0x13           // 8B payload (as Ping)
     case health = 0x14         // UTF-8 problem text; empty clears it
     case restarting = 0x15     // u32 reconnect-in ms + u32 try-for ms
 }
@@ -130,16 +130,22 @@ public enum DERPFrame: Equatable, Sendable {
         case .notePreferred(let preferred):
             buffer.writeInteger(UInt8(preferred ? 1 : 0))
         case .peerGone(let key, let reason):
+            // Tailscale's sendPeerGone always writes the reason byte, 0x00 included.
             buffer.writeBytes(key.bytes)
-            if reason != .disconnected { buffer.writeInteger(reason.rawValue) }
+            buffer.writeInteger(reason.rawValue)
         case .peerPresent(let key, let endpoint, let flags):
+            // Always the full 51 bytes, as Tailscale's sendPeerPresent: no endpoint is Go's zero AddrPort
+            // (16 zero bytes, port 0), so the flags byte still reaches the watcher.
             buffer.writeBytes(key.bytes)
-            if let endpoint {
-                // Always the 16-byte form: IPv4 as IPv4-mapped IPv6, as Go's netip.Addr.As16 writes it.
-                buffer.writeBytes(endpoint.address.count == 4 ? [UInt8](repeating: 0, count: 10) + [0xff, 0xff] + endpoint.address : endpoint.address)
-                buffer.writeInteger(endpoint.port)
-                buffer.writeInteger(flags)
+            switch endpoint?.address.count {
+            case 4?: buffer.writeBytes([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff] + endpoint!.address)  // IPv4-mapped, as As16
+            case 16?: buffer.writeBytes(endpoint!.address)
+            default:
+                assert(endpoint == nil, "peerPresent address must be 4 or 16 bytes")
+                buffer.writeRepeatingByte(0, count: 16)
             }
+            buffer.writeInteger(endpoint?.port ?? 0)
+            buffer.writeInteger(flags)
         case .forwardPacket(let source, let destination, let packet):
             buffer.writeBytes(source.bytes)
             buffer.writeBytes(destination.bytes)
@@ -192,33 +198,41 @@ public enum DERPFrame: Equatable, Sendable {
             guard payload.readableBytes <= DERPLimits.maxPacketSize else { throw DERPError.packetTooLarge(payload.readableBytes) }
             return .recvPacket(source: source, packet: payload)
         case .keepAlive: return .keepAlive
-        case .watchConns: return .watchConns
+        case .watchConns:
+            try exactly(0)  // Tailscale: "handleFrameWatchConns wrong size"
+            return .watchConns
         case .notePreferred:
             try exactly(1)
             return .notePreferred(payload.readInteger(as: UInt8.self) != 0)
         case .peerGone:
             let gone = try key()
+            // No byte (old servers) and reasons this version does not know both read as "disconnected".
             let reason = payload.readInteger(as: UInt8.self).flatMap(PeerGoneReason.init) ?? .disconnected
             return .peerGone(gone, reason: reason)
         case .peerPresent:
+            // Tailscale's client: the key, then IP + port if 18 bytes remain, then flags if one more does.
             let present = try key()
-            guard payload.readableBytes >= 19, let address = payload.readBytes(length: 16), let port = payload.readInteger(as: UInt16.self),
-                let flags = payload.readInteger(as: UInt8.self)
-            else { return .peerPresent(present, endpoint: nil, flags: 0) }
-            let mapped = address.prefix(12) == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]
+            guard let address = payload.readBytes(length: 16), let port = payload.readInteger(as: UInt16.self) else {
+                return .peerPresent(present, endpoint: nil, flags: 0)
+            }
+            let flags = payload.readInteger(as: UInt8.self) ?? 0
+            if port == 0 && address.allSatisfy({ $0 == 0 }) { return .peerPresent(present, endpoint: nil, flags: flags) }
+            let mapped = address.prefix(12).elementsEqual([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff])
             return .peerPresent(present, endpoint: (mapped ? Array(address.suffix(4)) : address, port), flags: flags)
         case .forwardPacket:
             let source = try key()
             let destination = try key()
             guard payload.readableBytes <= DERPLimits.maxPacketSize else { throw DERPError.packetTooLarge(payload.readableBytes) }
             return .forwardPacket(source: source, destination: destination, packet: payload)
-        case .closePeer: return .closePeer(try key())
-        case .ping:
-            try exactly(8)
-            return .ping(payload.readBytes(length: 8)!)
-        case .pong:
-            try exactly(8)
-            return .pong(payload.readBytes(length: 8)!)
+        case .closePeer:
+            try exactly(DERPLimits.keyLength)  // Tailscale: "handleFrameClosePeer wrong size"
+            return .closePeer(try key())
+        case .ping, .pong:
+            // Tailscale reads the first 8 bytes and discards the rest (kept for future use).
+            guard let data = payload.readBytes(length: 8) else {
+                throw DERPError.malformedFrame(type: type, reason: "payload of \(payload.readableBytes) bytes, want at least 8")
+            }
+            return known == .ping ? .ping(data) : .pong(data)
         case .health:
             return .health(payload.readString(length: payload.readableBytes) ?? "")
         case .restarting:

@@ -37,8 +37,18 @@ public struct DERPFrameDecoder: ByteToMessageDecoder {
     }
 }
 
+/// Refuses packets over `DERPLimits.maxPacketSize` before they reach the wire, as Tailscale's `Client.send`
+/// does ("packet too big"): the peer would close the connection over them.
 public struct DERPFrameEncoder: MessageToByteEncoder {
     public typealias OutboundIn = DERPFrame
     public init() {}
-    public func encode(data: DERPFrame, out: inout ByteBuffer) throws { data.encode(into: &out) }
+    public func encode(data: DERPFrame, out: inout ByteBuffer) throws {
+        switch data {
+        case .sendPacket(_, let packet), .recvPacket(_, let packet), .forwardPacket(_, _, let packet):
+            guard packet.readableBytes <= DERPLimits.maxPacketSize else { throw DERPError.packetTooLarge(packet.readableBytes) }
+        default:
+            break
+        }
+        data.encode(into: &out)
+    }
 }
