@@ -120,13 +120,25 @@ let package = Package(
         ),
         .executableTarget(
             name: "meshgate-bench",
-            dependencies: ["Tunnel", "CSodium", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
+            dependencies: [
+                "Tunnel",
+                "CSodium",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),  // the DERP bench's TLS loopback reference
+            ],
             path: "bench/Sources/meshgate-bench",
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "TunnelTests",
-            dependencies: ["Tunnel", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
+            dependencies: [
+                "Tunnel",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),  // ByteToMessageDecoderVerifier for the DERP codec
+            ],
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),
