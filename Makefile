@@ -8,8 +8,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian's own interpreter: the end-to-end tests use Debian's python3-websockets and python3-pytest.
 PYTHON := /usr/bin/python3
 RUN_PACKAGES := libsodium-dev libb2-dev pkg-config
+# python3-nacl: the independent DERP client of tests/e2e (NaCl box login).
 # wireguard-go, wg, iproute2, ping and nsenter/unshare: the WireGuard interop tests in network namespaces.
-TEST_PACKAGES := $(RUN_PACKAGES) curl openssl python3 python3-pytest python3-websockets \
+TEST_PACKAGES := $(RUN_PACKAGES) curl openssl python3 python3-pytest python3-websockets python3-nacl \
 	wireguard-go wireguard-tools iproute2 iputils-ping util-linux
 BENCH_PACKAGES := $(RUN_PACKAGES) curl openssl wrk nghttp2-client nginx-light python3
 

@@ -48,7 +48,11 @@ public struct GatewayServer: Sendable {
         let configuration = environment.configuration
         let webSocket = HTTP1WebSocketUpgradeChannel.Configuration(
             http1: .init(),
-            ws: WebSocketServerConfiguration(maxFrameSize: 1 << 20, extensions: [.perMessageDeflate()], autoPing: .enabled(timePeriod: .seconds(30)))
+            // Decompressed messages may be as large as uncompressed ones (the library's default is 16 KiB, which
+            // breaks any compressed DERP packet or terminal burst above it).
+            ws: WebSocketServerConfiguration(
+                maxFrameSize: 1 << 20, extensions: [.perMessageDeflate(maxDecompressedFrameSize: 1 << 20)], autoPing: .enabled(timePeriod: .seconds(30))
+            )
         )
         let api = GatewayRouter.http(environment, requestLogLevel: requestLogLevel).buildResponder()
         let webSocketResponder = GatewayRouter.webSocket(environment).buildResponder()
