@@ -35,10 +35,7 @@ func withRunningGateway(
 }
 
 /// The pin for the gateway's current certificate, as a DERP map's CertName would carry it.
-func pin(_ server: GatewayServer) -> DERPTrust {
-    let hex = server.certificates!.currentFingerprint.replacingOccurrences(of: ":", with: "").lowercased()
-    return DERPTrust(certName: "sha256-raw:" + hex)
-}
+func pin(_ server: GatewayServer) -> DERPTrust { DERPTrust(certName: server.certificates!.derpCertName) }
 
 func derpURL(_ address: ListenAddress) -> URL { URL(string: "https://127.0.0.1:\(address.port)/derp")! }
 

@@ -2,6 +2,7 @@
 (Tailscale derp/derp.go) with PyNaCl for the NaCl-box login: Upgrade: DERP and WebSocket, mesh between two
 servers, wrong mesh keys, the relay switched off."""
 import asyncio
+import hashlib
 import json
 import socket
 import struct
@@ -12,7 +13,7 @@ import websockets
 from nacl.public import Box, PrivateKey, PublicKey
 from nacl.utils import random as nacl_random
 
-from conftest import insecure_context
+from conftest import API, insecure_context
 
 MAGIC = b"DERP\xf0\x9f\x94\x91"
 SERVER_KEY, CLIENT_INFO, SERVER_INFO, SEND_PACKET, RECV_PACKET = 0x01, 0x02, 0x03, 0x04, 0x05
@@ -155,6 +156,20 @@ def test_relay_over_upgrade_and_websocket(start_server):
         await bob.stream.close()
 
     asyncio.run(scenario())
+
+
+def test_derp_map_pins_the_generated_certificate(start_server):
+    server = start_server("--tls-address", "127.0.0.1:0", "--http-address", "")
+    api = API(server)
+    api.setup_owner()
+    status, derp_map, _ = api.call("GET", "/api/v2/derp-map")
+    assert status == 200
+    node = derp_map["Regions"]["999"]["Nodes"][0]
+    with socket.create_connection(server.address("tls")) as raw:
+        with insecure_context().wrap_socket(raw) as tls:
+            der = tls.getpeercert(binary_form=True)
+    assert node["CertName"] == "sha256-raw:" + hashlib.sha256(der).hexdigest()
+    assert derp_map["Regions"]["999"]["RegionCode"] == "meshgate"
 
 
 def test_mesh_between_two_servers_and_wrong_key(start_server, tmp_path):

@@ -30,16 +30,18 @@ public struct GatewayServer: Sendable {
 
     /// - Parameters:
     ///   - metricsRegistry: the registry `MetricsSystem` was bootstrapped with; served on the Prometheus listener.
+    ///   - certificates: the TLS certificates, when the caller loaded them already (to pin a self-signed one in
+    ///     the DERP map); otherwise loaded here when a TLS listener is configured.
     public init(
         environment: GatewayEnvironment, metricsRegistry: PrometheusCollectorRegistry?, logger: Logger,
-        requestLogLevel: Logger.Level = .info
+        requestLogLevel: Logger.Level = .info, certificates: TLSCertificateStore? = nil
     ) throws {
         self.environment = environment
         self.metricsRegistry = metricsRegistry
         self.logger = logger
         self.requestLogLevel = requestLogLevel
         let configuration = environment.configuration
-        certificates = try configuration.tlsAddress.map { _ in try TLSCertificateStore(source: configuration.certificateSource, logger: logger) }
+        self.certificates = try certificates ?? configuration.tlsAddress.map { _ in try TLSCertificateStore(source: configuration.certificateSource, logger: logger) }
     }
 
     /// The services to run in one `ServiceGroup`. `onReady` is called once, with every listener's bound

@@ -28,6 +28,8 @@ public final class TLSCertificateStore: Sendable {
     public var currentContext: NIOSSLContext { state.withLock { $0.context } }
     /// SHA-256 of the leaf certificate's DER, uppercase hex pairs joined by ':' (as browsers show it).
     public var currentFingerprint: String { state.withLock { $0.fingerprint } }
+    /// The current certificate as a DERP map pins it: `CertName` "sha256-raw:" + hex SHA-256 of its DER.
+    public var derpCertName: String { "sha256-raw:" + currentFingerprint.replacingOccurrences(of: ":", with: "").lowercased() }
 
     /// Re-reads the source. On failure the old certificate stays in service and the error is returned.
     @discardableResult

@@ -35,8 +35,25 @@ final class UpgradePeek: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if decided == nil { decide(.http) }
+        giveUp()
         context.fireChannelInactive()
+    }
+
+    /// Hummingbird allows half-closure, so a client's FIN arrives as an event, not as channelInactive.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case ChannelEvent.inputClosed = event, decided == nil {
+            giveUp()
+            context.close(promise: nil)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    /// Closed before a whole request head (a TLS probe, a port scan): nothing to serve. Deciding `.http` here
+    /// would build a pipeline on a dead channel whose first request never comes, holding up shutdown.
+    private func giveUp() {
+        guard decided == nil else { return }
+        decided = .http
+        decision.fail(ChannelError.inputClosed)
     }
 
     private func decide(_ value: Decision) {

@@ -13,12 +13,13 @@ extension DERPMap {
     /// ignore the field and cannot use such a node.
     ///
     /// `stunPort` nil means no STUN server: `STUNPort` -1, so clients do not probe 3478 in vain.
-    public static func embedded(accessURL: URL, stunPort: Int?) -> DERPMap {
+    /// `certName` ("sha256-raw:<hex>") pins a self-signed certificate, which no client could verify otherwise.
+    public static func embedded(accessURL: URL, stunPort: Int?, certName: String = "") -> DERPMap {
         let plainHTTP = accessURL.scheme?.lowercased() == "http"
         var host = accessURL.host ?? "localhost"
         if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         let node = DERPNode(
-            name: "\(embeddedRegionID)a", regionID: embeddedRegionID, hostName: host, stunPort: stunPort ?? -1,
+            name: "\(embeddedRegionID)a", regionID: embeddedRegionID, hostName: host, certName: plainHTTP ? "" : certName, stunPort: stunPort ?? -1,
             derpPort: accessURL.port ?? (plainHTTP ? 80 : 443), forceHTTP: plainHTTP
         )
         let region = DERPRegion(regionID: embeddedRegionID, regionCode: embeddedRegionCode, regionName: "meshgate Embedded Relay", nodes: [node])

@@ -40,14 +40,22 @@ struct ServerRunner {
             derp = DERPService(server: relay, meshPeers: peers)
             logger.info("DERP relay enabled", metadata: ["derp.server_key": "\(key.publicKey.shortForm)", "derp.mesh_peers": "\(peers.map(\.url))"])
         }
-        let derpMap = try await loadDERPMap(logger: logger)
+        let certificates: TLSCertificateStore?
+        do {
+            certificates = try configuration.tlsAddress.map { _ in try TLSCertificateStore(source: configuration.certificateSource, logger: logger) }
+        } catch let error as TLSSetupError {
+            throw StartupError("TLS certificate: \(error)")
+        }
+        // Nodes can only trust a generated certificate by its hash: the embedded region carries it as CertName.
+        let selfSignedPin = configuration.tlsCertificateFile == nil ? certificates?.derpCertName : nil
+        let derpMap = try await loadDERPMap(certName: selfSignedPin ?? "", logger: logger)
         let environment = GatewayEnvironment(
             configuration: configuration, store: store, clock: SystemWallClock(), hasher: hasher, pubsub: InMemoryPubSub(), derp: derp,
             derpMap: derpMap
         )
         let server: GatewayServer
         do {
-            server = try GatewayServer(environment: environment, metricsRegistry: registry, logger: logger)
+            server = try GatewayServer(environment: environment, metricsRegistry: registry, logger: logger, certificates: certificates)
         } catch let error as TLSSetupError {
             throw StartupError("TLS certificate: \(error)")
         }
@@ -72,8 +80,8 @@ struct ServerRunner {
     }
 
     /// The embedded region (when the relay runs) with the maps of --derp-config-url and --derp-config-path on top.
-    private func loadDERPMap(logger: Logger) async throws -> DERPMapSource {
-        let embedded = settings.derpServerEnabled ? DERPMap.embedded(accessURL: settings.gateway.accessURL, stunPort: nil) : nil
+    private func loadDERPMap(certName: String, logger: Logger) async throws -> DERPMapSource {
+        let embedded = settings.derpServerEnabled ? DERPMap.embedded(accessURL: settings.gateway.accessURL, stunPort: nil, certName: certName) : nil
         let source: DERPMapSource
         do {
             source = try await DERPMapSource.load(
