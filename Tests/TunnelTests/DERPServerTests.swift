@@ -39,7 +39,7 @@ final class MemoryLink: Sendable {
             defer { close() }
             try await server.serve(
                 frames: DERPFrameSequence(bytes: up, maximumFrameLength: DERPLimits.maxClientInfoLength),
-                write: { [self] frame in deliver(frame) },
+                write: { [self] frames in frames.forEach(deliver) },
                 close: { [self] in close() }
             )
         }

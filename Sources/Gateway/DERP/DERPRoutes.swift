@@ -38,9 +38,10 @@ struct DERPRoutes {
             do {
                 try await service.server.serve(
                     frames: frames,
-                    write: { frame in
+                    write: { frames in
+                        // One message per batch: the stream's bytes, not its frames, are what the receiver reads.
                         var buffer = ByteBuffer()
-                        frame.encode(into: &buffer)
+                        for frame in frames { try DERPFrameEncoder().encode(data: frame, out: &buffer) }
                         try await outbound.write(.binary(buffer))
                     },
                     close: { Task { try? await outbound.close(.normalClosure, reason: nil) } }

@@ -21,16 +21,18 @@ public final class DERPService: Sendable {
     }
 
     /// The reply when the accept-rate limit refuses an upgrade.
-    static let tooManyConnectionsResponse =
-        "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Type: application/json\r\nContent-Length: 72\r\nConnection: close\r\n\r\n"
-        + #"{"message":"Too many new DERP connections.","detail":"retry in a second"}"#
+    static let tooManyConnectionsResponse: String = {
+        let body = #"{"message":"Too many new DERP connections.","detail":"retry in a second"}"#
+        return "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Type: application/json\r\n"
+            + "Content-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n" + body
+    }()
 
     /// Runs a raw-TCP (upgraded) DERP connection until it ends.
     func serve(_ connection: NIOAsyncChannel<DERPFrame, DERPFrame>, logger: Logger) async {
         let channel = connection.channel
         do {
             try await connection.executeThenClose { inbound, outbound in
-                try await server.serve(frames: inbound, write: { try await outbound.write($0) }, close: { channel.close(promise: nil) })
+                try await server.serve(frames: inbound, write: { try await outbound.write(contentsOf: $0) }, close: { channel.close(promise: nil) })
             }
         } catch {
             // A client breaking the protocol loses its own connection only.

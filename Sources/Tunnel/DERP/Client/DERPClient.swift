@@ -75,27 +75,31 @@ public final class DERPClient: Sendable {
         return true
     }
 
-    /// Round trip of a Ping to the server.
+    /// Round trip of a Ping to the server; `DERPError.pingTimeout` without a Pong in time.
     public func ping(timeout: Duration = .seconds(5)) async throws -> Duration {
         let data = (0..<8).map { _ in UInt8.random(in: 0...255) }
         let start = ContinuousClock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
-                try await withCheckedThrowingContinuation { continuation in
-                    let sent = self.state.withLock { state -> Bool in
-                        guard state.channel != nil else { return false }
-                        state.pings[data] = continuation
-                        return true
+                try await withTaskCancellationHandler {
+                    try await withCheckedThrowingContinuation { continuation in
+                        let sent = self.state.withLock { state -> Bool in
+                            guard state.channel != nil else { return false }
+                            state.pings[data] = continuation
+                            return true
+                        }
+                        if sent { self.send(frame: .ping(data)) } else { continuation.resume(throwing: DERPConnection.DialError.closedDuringLogin) }
                     }
-                    if sent { self.send(frame: .ping(data)) } else { continuation.resume(throwing: DERPConnection.DialError.closedDuringLogin) }
+                } onCancel: {
+                    self.state.withLock { $0.pings.removeValue(forKey: data) }?.resume(throwing: CancellationError())
                 }
             }
             group.addTask {
                 try await Task.sleep(for: timeout)
-                self.state.withLock { $0.pings.removeValue(forKey: data) }?.resume(throwing: DERPError.pingTimeout)
+                throw DERPError.pingTimeout
             }
+            defer { group.cancelAll() }
             try await group.next()
-            group.cancelAll()
         }
         return .now - start
     }
@@ -147,7 +151,8 @@ public final class DERPClient: Sendable {
                     case .peerGone(let key, let reason): onEvent(.peerGone(key, reason: reason))
                     case .peerPresent(let key, _, _): onEvent(.peerPresent(key))
                     case .health(let problem): onEvent(.health(problem))
-                    case .restarting(let reconnectIn, _): restartDelay = .milliseconds(Int(reconnectIn))
+                    // Bounded: a relay from a third-party map must not park this node for days.
+                    case .restarting(let reconnectIn, _): restartDelay = min(.milliseconds(Int(reconnectIn)), configuration.maximumBackoff)
                     case .keepAlive, .unknown: break
                     case .serverKey, .clientInfo, .serverInfo, .sendPacket, .notePreferred, .forwardPacket, .watchConns, .closePeer:
                         throw DERPError.unexpectedFrame(type: frame.type, during: "relay")

@@ -120,3 +120,16 @@ final class ResponseStatusReader: ChannelInboundHandler {
         context.close(promise: nil)
     }
 }
+
+/// Closes the connection when `IdleStateHandler` reports that nothing was read for its read timeout.
+final class CloseOnReadIdle: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+}

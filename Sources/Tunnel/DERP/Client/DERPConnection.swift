@@ -65,6 +65,8 @@ public struct DERPConnection: Sendable {
 
     /// The deadline for upgrade plus login (the server gives a client 10 s; we don't wait longer).
     public static let loginTimeout: TimeAmount = .seconds(10)
+    /// Two missed KeepAlives (60 s + up to 5 s jitter each): the connection is closed and redialed.
+    static let silenceLimit: TimeAmount = .seconds(130)
 
     /// Dials `url` (http(s)://host[:port][/derp]) and logs in with `privateKey` (and `meshKey`, for servers of
     /// the same region). With `.automatic`, a 4xx answer to `Upgrade: DERP` retries once as a WebSocket.
@@ -176,6 +178,10 @@ public struct DERPConnection: Sendable {
         let afterUpgrade: @Sendable (any Channel) -> EventLoopFuture<UpgradeOutcome> = { channel in
             channel.eventLoop.makeCompletedFuture {
                 let sync = channel.pipeline.syncOperations
+                // The server sends KeepAlive every 60-65 s: silence for longer means a dead path (a half-open
+                // TCP connection would otherwise look connected until retransmissions give up, minutes later).
+                try sync.addHandler(IdleStateHandler(readTimeout: silenceLimit))
+                try sync.addHandler(CloseOnReadIdle())
                 if kind == .webSocket { try sync.addHandler(WebSocketByteStreamHandler()) }
                 try sync.addHandler(ByteToMessageHandler(DERPFrameDecoder(maximumFrameLength: DERPLimits.maxFrameLength)))
                 try sync.addHandler(MessageToByteHandler(DERPFrameEncoder()))

@@ -42,17 +42,19 @@ public final class DERPInProcessClient: DERPLink {
             do {
                 try await server.serve(
                     frames: frames,
-                    write: { frame in
-                        switch frame {
-                        case .serverKey(let key):
-                            continuation.yield(try .clientInfo(DERPClientInfo(), from: privateKey, to: key))
-                        case .serverInfo:
-                            self.input.withLock { $0 = continuation }
-                            onEvent(.connected(serverKey: privateKey.publicKey, transport: .inProcess))
-                        case .recvPacket(let source, let packet): onEvent(.packet(source: source, packet))
-                        case .peerGone(let key, let reason): onEvent(.peerGone(key, reason: reason))
-                        case .health(let problem): onEvent(.health(problem))
-                        default: break
+                    write: { frames in
+                        for frame in frames {
+                            switch frame {
+                            case .serverKey(let key):
+                                continuation.yield(try .clientInfo(DERPClientInfo(), from: privateKey, to: key))
+                            case .serverInfo:
+                                self.input.withLock { $0 = continuation }
+                                onEvent(.connected(serverKey: self.server.publicKey, transport: .inProcess))
+                            case .recvPacket(let source, let packet): onEvent(.packet(source: source, packet))
+                            case .peerGone(let key, let reason): onEvent(.peerGone(key, reason: reason))
+                            case .health(let problem): onEvent(.health(problem))
+                            default: break
+                            }
                         }
                     },
                     close: { continuation.finish() }

@@ -36,6 +36,9 @@ public final class DERPMeshPeer: DERPForwarder {
     public func run() async {
         await client.run { [self] event in
             switch event {
+            case .connected(let key, _) where key == server.publicKey:
+                // Our own URL is in the peer list (one list shared by every replica): nothing to watch.
+                logger.warning("DERP mesh peer is this relay itself; ignoring it", metadata: ["derp.peer_url": "\(url)"])
             case .connected(let key, _):
                 logger.info("DERP mesh peer connected", metadata: ["derp.peer_url": "\(url)", "derp.server_key": "\(key.shortForm)"])
                 client.send(frame: .watchConns)

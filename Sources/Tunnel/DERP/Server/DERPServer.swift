@@ -13,6 +13,7 @@ public enum DERPDropReason: String, CaseIterable, Sendable {
     case unknownDestination = "unknown_dest" // nobody with that key here or on a sibling
     case writeTimeout = "write_timeout"      // the 2 s write deadline passed: the connection is closed
     case meshUnavailable = "mesh_unavailable" // the sibling that has the key is not reachable right now
+    case controlOverflow = "control_overflow" // a client read no control frames for tens of thousands of events
 }
 
 /// The relay: a table of connected clients by key, mesh watchers, and keys reachable through siblings.
@@ -44,7 +45,9 @@ public final class DERPServer: Sendable {
     struct Table {
         var clients: [NodePublicKey: DERPServerSession] = [:]
         var watchers: [ObjectIdentifier: DERPServerSession] = [:]
-        var remote: [NodePublicKey: any DERPForwarder] = [:]
+        /// Keys on siblings, with every sibling that announced each (a key may sit on two at once while it
+        /// moves); the most recent announcement is used.
+        var remote: [NodePublicKey: [any DERPForwarder]] = [:]
     }
 
     public init(privateKey: NodePrivateKey, meshKey: String? = nil, configuration: Configuration = .init()) {
@@ -59,7 +62,7 @@ public final class DERPServer: Sendable {
         table.withLock { $0.clients[key] }?.isPreferred.load(ordering: .relaxed) ?? false
     }
     /// Whether a sibling has told this relay that `key` is connected to it.
-    public func isReachableThroughMesh(_ key: NodePublicKey) -> Bool { table.withLock { $0.remote[key] != nil } }
+    public func isReachableThroughMesh(_ key: NodePublicKey) -> Bool { table.withLock { $0.remote[key]?.isEmpty == false } }
 
     /// Takes one accept token (token bucket of `acceptRate` per second); false: refuse this connection.
     public func admitConnection(now: ContinuousClock.Instant = .now) -> Bool {
@@ -79,7 +82,7 @@ public final class DERPServer: Sendable {
     /// and closes it, so clients reconnect to a sibling or the restarted relay instead of backing off.
     public func shutdown(reconnectIn: Duration = .seconds(2), tryFor: Duration = .seconds(30)) {
         let sessions = table.withLock { Array($0.clients.values) }
-        let milliseconds = { (d: Duration) in UInt32(d.components.seconds * 1000) }
+        let milliseconds = { (d: Duration) in UInt32(clamping: d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000) }
         for session in sessions {
             session.enqueue(.restarting(reconnectIn: milliseconds(reconnectIn), tryFor: milliseconds(tryFor)), counters: counters)
             session.finish()
@@ -89,16 +92,17 @@ public final class DERPServer: Sendable {
     /// Serves one client until its frames end, it breaks the protocol, a write times out, or a newer
     /// connection with the same key replaces it. `close` must end the transport (and so `frames`).
     public func serve<Frames: AsyncSequence & Sendable>(
-        frames: Frames, write: @escaping @Sendable (DERPFrame) async throws -> Void, close: @escaping @Sendable () -> Void
+        frames: Frames, write: @escaping @Sendable ([DERPFrame]) async throws -> Void, close: @escaping @Sendable () -> Void
     ) async throws where Frames.Element == DERPFrame {
         var iterator = frames.makeAsyncIterator()
-        try await write(.serverKey(publicKey))
+        try await write([.serverKey(publicKey)])
         // Untrusted until ClientInfo opens: closing the transport at the deadline ends the read below.
         let timeout = configuration.handshakeTimeout
         let watchdog = Task {
             try await Task.sleep(for: timeout)
             close()
         }
+        defer { watchdog.cancel() }
         let first = try await iterator.next()
         watchdog.cancel()
         guard case .clientInfo(let clientKey, let nonce, let sealed)? = first else {
@@ -112,14 +116,14 @@ public final class DERPServer: Sendable {
             guard let meshKey, Self.constantTimeEqual(presented, meshKey) else { throw DERPError.badClientInfo("wrong mesh key") }
             isMeshPeer = true
         }
-        try await write(try .serverInfo(DERPServerInfo(), from: privateKey, to: clientKey))
+        try await write([try .serverInfo(DERPServerInfo(), from: privateKey, to: clientKey)])
 
         let session = DERPServerSession(key: clientKey, isMeshPeer: isMeshPeer, queueDepth: configuration.queueDepth, close: close)
         register(session)
         defer { unregister(session) }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await self.writeLoop(session, write: write) }
-            group.addTask { try await self.keepAliveLoop(session) }
+            group.addTask { try await self.timerLoop(session) }
             // Reading ends when the client leaves, breaks the protocol (thrown), or the transport is closed
             // (write timeout, replaced by a newer connection); then the helpers are cancelled.
             defer { group.cancelAll() }
@@ -129,21 +133,33 @@ public final class DERPServer: Sendable {
 
     /// Writes the session's queue in order; a finished queue (shutdown, replacement) closes the transport
     /// once what was queued has been written.
-    private func writeLoop(_ session: DERPServerSession, write: @escaping @Sendable (DERPFrame) async throws -> Void) async throws {
+    private func writeLoop(_ session: DERPServerSession, write: @escaping @Sendable ([DERPFrame]) async throws -> Void) async throws {
         defer { session.close() }
-        for await frame in session.queue {
-            try await withDeadline(configuration.writeTimeout, onTimeout: { [counters] in
-                counters.drop(.writeTimeout)
-                session.close()
-            }) { try await write(frame) }
+        while let batch = await session.nextBatch() {
+            session.beginWrite(at: .now)
+            try await write(batch)
+            session.endWrite()
         }
     }
 
-    private func keepAliveLoop(_ session: DERPServerSession) async throws {
+    /// KeepAlive every `keepAlive` + up to 5 s jitter, and the write deadline: a write stuck longer than
+    /// `writeTimeout` (a client that stopped reading with a full socket) closes the connection. One timer per
+    /// connection, instead of one per frame.
+    private func timerLoop(_ session: DERPServerSession) async throws {
+        let tick = min(configuration.writeTimeout / 4, .milliseconds(500))
+        var nextKeepAlive = ContinuousClock.now + configuration.keepAlive + .milliseconds(Int.random(in: 0..<5000))
         while true {
-            let jitter = Duration.milliseconds(Int.random(in: 0..<5000))
-            try await Task.sleep(for: configuration.keepAlive + jitter)
-            session.enqueue(.keepAlive, counters: counters)
+            try await Task.sleep(for: tick)
+            let now = ContinuousClock.now
+            if session.isWriteStalled(now: now, limit: configuration.writeTimeout) {
+                counters.drop(.writeTimeout)
+                session.close()
+                return
+            }
+            if now >= nextKeepAlive {
+                session.enqueue(.keepAlive, counters: counters)
+                nextKeepAlive = now + configuration.keepAlive + .milliseconds(Int.random(in: 0..<5000))
+            }
         }
     }
 
@@ -153,18 +169,23 @@ public final class DERPServer: Sendable {
             route(packet, from: session.key, to: destination, replyTo: session)
         case .forwardPacket(let source, let destination, let packet):
             guard session.isMeshPeer else { throw DERPError.meshKeyRequired }
-            route(packet, from: source, to: destination, replyTo: nil)
+            deliverForwarded(packet, from: source, to: destination)
         case .ping(let data):
             session.enqueue(.pong(data), counters: counters)
         case .notePreferred(let preferred):
             session.isPreferred.store(preferred, ordering: .relaxed)
         case .watchConns:
             guard session.isMeshPeer else { throw DERPError.meshKeyRequired }
-            let present = table.withLock { table in
+            // This relay dialing itself (its own URL in the peer list) would route its clients to itself.
+            guard session.key != publicKey else { return }
+            // Snapshot and registration under one lock, so a client leaving in between cannot have its
+            // PeerGone overtaken by a stale PeerPresent.
+            table.withLock { table in
                 table.watchers[ObjectIdentifier(session)] = session
-                return table.clients.values.filter { !$0.isMeshPeer }.map(\.key)
+                for client in table.clients.values where !client.isMeshPeer {
+                    session.enqueue(.peerPresent(client.key, endpoint: nil, flags: 1), counters: counters)
+                }
             }
-            for key in present { session.enqueue(.peerPresent(key, endpoint: nil, flags: 1), counters: counters) }
         case .closePeer(let key):
             guard session.isMeshPeer else { throw DERPError.meshKeyRequired }
             table.withLock { $0.clients[key] }?.close()
@@ -178,7 +199,7 @@ public final class DERPServer: Sendable {
     /// Delivers to a local client, else forwards one hop to the sibling that has the key, else tells the
     /// sender the destination is not here.
     func route(_ packet: ByteBuffer, from source: NodePublicKey, to destination: NodePublicKey, replyTo sender: DERPServerSession?) {
-        let (local, remote) = table.withLock { ($0.clients[destination], $0.remote[destination]) }
+        let (local, remote) = table.withLock { ($0.clients[destination], $0.remote[destination]?.last) }
         counters.packetsReceived.add(1, ordering: .relaxed)
         counters.bytesReceived.add(packet.readableBytes, ordering: .relaxed)
         if let local {
@@ -193,62 +214,78 @@ public final class DERPServer: Sendable {
         }
     }
 
+    /// A packet a sibling forwarded: delivered here or dropped, never forwarded again (stale tables on two
+    /// siblings would otherwise bounce it between them).
+    func deliverForwarded(_ packet: ByteBuffer, from source: NodePublicKey, to destination: NodePublicKey) {
+        counters.packetsReceived.add(1, ordering: .relaxed)
+        counters.bytesReceived.add(packet.readableBytes, ordering: .relaxed)
+        guard let local = table.withLock({ $0.clients[destination] }) else { return counters.drop(.unknownDestination) }
+        local.enqueue(.recvPacket(source: source, packet: packet), counters: counters)
+    }
+
     // MARK: Mesh
 
     /// A sibling says `key` is connected to it: packets for `key` go through `forwarder`.
     public func addRemote(_ key: NodePublicKey, via forwarder: any DERPForwarder) {
-        table.withLock { $0.remote[key] = forwarder }
+        table.withLock { table in
+            table.remote[key, default: []].removeAll { $0 === forwarder }
+            table.remote[key, default: []].append(forwarder)
+        }
     }
 
     /// A sibling says `key` left it (only if that sibling is still the one we route through).
     public func removeRemote(_ key: NodePublicKey, via forwarder: any DERPForwarder) {
         table.withLock { table in
-            if let current = table.remote[key], current === forwarder { table.remote[key] = nil }
+            table.remote[key]?.removeAll { $0 === forwarder }
+            if table.remote[key]?.isEmpty == true { table.remote[key] = nil }
         }
     }
 
     /// Forgets every key learned through `forwarder` (its connection broke).
     public func removeRemotes(via forwarder: any DERPForwarder) {
-        table.withLock { table in table.remote = table.remote.filter { $0.value !== forwarder } }
+        table.withLock { table in
+            for key in table.remote.keys { table.remote[key]?.removeAll { $0 === forwarder } }
+            table.remote = table.remote.filter { !$0.value.isEmpty }
+        }
     }
 
     // MARK: Registration
 
+    /// Presence changes reach watchers under the table lock (enqueueing never blocks), so they arrive in the
+    /// order the table changed.
     private func register(_ session: DERPServerSession) {
-        let (replaced, watchers) = table.withLock { table -> (DERPServerSession?, [DERPServerSession]) in
+        let replaced = table.withLock { table -> DERPServerSession? in
             let old = table.clients[session.key]
             table.clients[session.key] = session
-            return (old, Array(table.watchers.values))
+            if !session.isMeshPeer {
+                for watcher in table.watchers.values { watcher.enqueue(.peerPresent(session.key, endpoint: nil, flags: 1), counters: counters) }
+            }
+            return old
         }
         // One connection per key: the newer wins, the older is closed.
         replaced?.close()
         counters.clients.add(1, ordering: .relaxed)
-        if !session.isMeshPeer {
-            for watcher in watchers { watcher.enqueue(.peerPresent(session.key, endpoint: nil, flags: 1), counters: counters) }
-        }
     }
 
     private func unregister(_ session: DERPServerSession) {
         session.finish()
-        let (removed, watchers, notify) = table.withLock { table -> (Bool, [DERPServerSession], [DERPServerSession]) in
+        table.withLock { table in
             table.watchers[ObjectIdentifier(session)] = nil
-            guard table.clients[session.key] === session else { return (false, [], []) }
+            guard table.clients[session.key] === session else { return }
             table.clients[session.key] = nil
-            return (true, Array(table.watchers.values), session.sentTo.compactMap { table.clients[$0] })
+            let gone = DERPFrame.peerGone(session.key, reason: .disconnected)
+            if !session.isMeshPeer {
+                for watcher in table.watchers.values { watcher.enqueue(gone, counters: counters) }
+            }
+            // Peers this client sent to can forget the reverse path.
+            for peer in session.sentTo.compactMap({ table.clients[$0] }) { peer.enqueue(gone, counters: counters) }
         }
         counters.clients.subtract(1, ordering: .relaxed)
-        guard removed else { return }
-        if !session.isMeshPeer {
-            for watcher in watchers { watcher.enqueue(.peerGone(session.key, reason: .disconnected), counters: counters) }
-        }
-        // Peers this client sent to can forget the reverse path.
-        for peer in notify { peer.enqueue(.peerGone(session.key, reason: .disconnected), counters: counters) }
     }
 
+    /// Equal without an early exit (the mesh key is a secret; lengths are fixed and public).
     static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
-        let (x, y) = (Array(a.utf8), Array(b.utf8))
-        guard x.count == y.count else { return false }
-        return zip(x, y).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
+        DERPConnection.constantTimeEqual(Array(a.utf8), Array(b.utf8))
     }
 }
 
@@ -264,22 +301,4 @@ public final class DERPServerCounters: Sendable {
 
     func drop(_ reason: DERPDropReason) { drops.withLock { $0[reason, default: 0] += 1 } }
     public func dropped(_ reason: DERPDropReason) -> Int { drops.withLock { $0[reason] ?? 0 } }
-}
-
-/// Runs `body`, calling `onTimeout` and throwing `DERPError.handshakeTimeout`-style cancellation if it
-/// has not finished within `timeout`.
-func withDeadline<T: Sendable>(_ timeout: Duration, onTimeout: @escaping @Sendable () -> Void, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: timeout)
-            return nil
-        }
-        defer { group.cancelAll() }
-        guard let first = try await group.next(), let value = first else {
-            onTimeout()
-            throw DERPError.handshakeTimeout
-        }
-        return value
-    }
 }
