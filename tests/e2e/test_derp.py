@@ -227,3 +227,26 @@ def test_relay_can_be_switched_off(start_server):
 
     asyncio.run(scenario())
     assert curl_status(server.url("tls", "/derp/probe")) == 404
+
+
+def test_fast_start_and_byte_at_a_time_head(start_server):
+    server = start_server("--http-address", "127.0.0.1:0", "--tls-address", "")
+    host, port = server.address("http")
+
+    async def scenario():
+        # Derp-Fast-Start: 1 (Tailscale): no 101, ServerKey is the first thing on the wire.
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(f"GET /derp HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: DERP\r\nDerp-Fast-Start: 1\r\n\r\n".encode())
+        first = await asyncio.wait_for(reader.readexactly(13), TIMEOUT)
+        assert first[0] == SERVER_KEY and first[5:13] == MAGIC
+        writer.close()
+        # A head that trickles in one byte per write still upgrades.
+        reader, writer = await asyncio.open_connection(host, port)
+        for byte in f"GET /derp HTTP/1.1\r\nHost: {host}\r\nUpgrade: DERP\r\nConnection: Upgrade\r\n\r\n".encode():
+            writer.write(bytes([byte]))
+            await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+        assert head.startswith(b"HTTP/1.1 101")
+        writer.close()
+
+    asyncio.run(scenario())

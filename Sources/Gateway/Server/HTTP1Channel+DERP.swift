@@ -47,9 +47,10 @@ struct DERPAwareHTTP1Channel: ServerChildChannel {
             case .derp where !derp.server.admitConnection():
                 let refusal = channel.allocator.buffer(string: DERPService.tooManyConnectionsResponse)
                 return channel.writeAndFlush(refusal).flatMap { channel.close() }.flatMap { channel.eventLoop.makeFailedFuture(ChannelError.inputClosed) }
-            case .derp:
+            case .derp(let fastStart):
                 return channel.eventLoop.makeCompletedFuture {
-                    channel.writeAndFlush(channel.allocator.buffer(string: derp.upgradeResponse()), promise: nil)
+                    // Fast start (Tailscale): the client skips reading a 101 and expects ServerKey first.
+                    if !fastStart { channel.writeAndFlush(channel.allocator.buffer(string: derp.upgradeResponse()), promise: nil) }
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(ByteToMessageHandler(DERPFrameDecoder(maximumFrameLength: DERPLimits.maxClientInfoLength)))
                     try sync.addHandler(MessageToByteHandler(DERPFrameEncoder()))

@@ -10,28 +10,46 @@ final class UpgradePeek: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
 
-    enum Decision { case http, derp }
+    enum Decision: Equatable {
+        case http
+        /// `fastStart`: the client sent `Derp-Fast-Start: 1` and expects frames with no 101 before them.
+        case derp(fastStart: Bool)
+    }
     /// A request head longer than this is not a DERP upgrade; HTTP decides what to do with it.
     static let maximumHeadLength = 16 * 1024
+    /// A client that has not sent a whole request head by then is closed (slowloris).
+    static let headTimeout: TimeAmount = .seconds(30)
 
     let decision: EventLoopPromise<Decision>
     private var held: ByteBuffer?
     private var decided: Decision?
     private var headLength = 0
+    /// Bytes already searched for the end of the head, so a byte-at-a-time client costs linear work.
+    private var scanned = 0
+    private var deadline: Scheduled<Void>?
 
     init(decision: EventLoopPromise<Decision>) { self.decision = decision }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        deadline = context.eventLoop.assumeIsolated().scheduleTask(in: Self.headTimeout) { [weak self] in
+            guard let self, self.decided == nil else { return }
+            self.giveUp()
+            context.close(promise: nil)
+        }
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = unwrapInboundIn(data)
         if held == nil { held = bytes } else { held!.writeBuffer(&bytes) }
         guard decided == nil, let held else { return }
         let view = held.readableBytesView
-        if let end = Self.headEnd(view) {
+        if let end = Self.headEnd(view, from: max(0, scanned - 3)) {
             headLength = end
-            decide(Self.isDERPUpgrade(String(decoding: view.prefix(end), as: UTF8.self)) ? .derp : .http)
+            decide(Self.derpUpgrade(String(decoding: view.prefix(end), as: UTF8.self)).map { .derp(fastStart: $0) } ?? .http)
         } else if view.count > Self.maximumHeadLength {
             decide(.http)
         }
+        scanned = view.count
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -52,11 +70,13 @@ final class UpgradePeek: ChannelInboundHandler, RemovableChannelHandler {
     /// would build a pipeline on a dead channel whose first request never comes, holding up shutdown.
     private func giveUp() {
         guard decided == nil else { return }
+        deadline?.cancel()
         decided = .http
         decision.fail(ChannelError.inputClosed)
     }
 
     private func decide(_ value: Decision) {
+        deadline?.cancel()
         decided = value
         decision.succeed(value)
     }
@@ -64,7 +84,7 @@ final class UpgradePeek: ChannelInboundHandler, RemovableChannelHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         guard var held else { return }
         self.held = nil
-        if decided == .derp { held.moveReaderIndex(forwardBy: headLength) }
+        if case .derp = decided { held.moveReaderIndex(forwardBy: headLength) }
         if held.readableBytes > 0 {
             context.fireChannelRead(wrapInboundOut(held))
             context.fireChannelReadComplete()
@@ -72,10 +92,10 @@ final class UpgradePeek: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// Index just past "\r\n\r\n", if present.
-    static func headEnd(_ bytes: ByteBufferView) -> Int? {
+    static func headEnd(_ bytes: ByteBufferView, from offset: Int = 0) -> Int? {
         let terminator: [UInt8] = [13, 10, 13, 10]
         guard bytes.count >= 4 else { return nil }
-        var index = bytes.startIndex
+        var index = bytes.startIndex + offset
         while index <= bytes.endIndex - 4 {
             if bytes[index] == 13 && bytes[(index + 1)..<(index + 4)].elementsEqual(terminator.dropFirst()) {
                 return index - bytes.startIndex + 4
@@ -85,17 +105,22 @@ final class UpgradePeek: ChannelInboundHandler, RemovableChannelHandler {
         return nil
     }
 
-    /// `GET /derp` (query allowed) with an `Upgrade` header naming DERP, case-insensitively.
-    static func isDERPUpgrade(_ head: String) -> Bool {
+    /// For `GET /derp` (query allowed) with an `Upgrade` header naming DERP (case-insensitive): whether the
+    /// client asked for fast start (`Derp-Fast-Start: 1`); nil for any other request.
+    static func derpUpgrade(_ head: String) -> Bool? {
         let lines = head.split(separator: "\r\n", omittingEmptySubsequences: true)
-        guard let requestLine = lines.first else { return false }
+        guard let requestLine = lines.first else { return nil }
         let parts = requestLine.split(separator: " ")
-        guard parts.count == 3, parts[0] == "GET", parts[1] == "/derp" || parts[1].hasPrefix("/derp?") else { return false }
-        return lines.dropFirst().contains { line in
-            guard let colon = line.firstIndex(of: ":") else { return false }
+        guard parts.count == 3, parts[0] == "GET", parts[1] == "/derp" || parts[1].hasPrefix("/derp?") else { return nil }
+        var headers: [String: String] = [:]
+        for line in lines.dropFirst() {
+            guard let colon = line.firstIndex(of: ":") else { continue }
             let name = line[..<colon].trimmingCharacters(in: .whitespaces).lowercased()
-            let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces).lowercased()
-            return name == "upgrade" && value.split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces) == "derp" }
+            headers[name, default: ""] += line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces).lowercased() + ","
         }
+        guard headers["upgrade", default: ""].split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == "derp" }) else {
+            return nil
+        }
+        return headers["derp-fast-start"] == "1,"
     }
 }

@@ -210,7 +210,9 @@ public final class DERPServer: Sendable {
             remote.forward(source: source, destination: destination, packet: packet)
         } else {
             counters.drop(.unknownDestination)
-            sender?.enqueue(.peerGone(destination, reason: .notHere), counters: counters)
+            if let sender, sender.shouldReportNotHere(destination, now: .now) {
+                sender.enqueue(.peerGone(destination, reason: .notHere), counters: counters)
+            }
         }
     }
 

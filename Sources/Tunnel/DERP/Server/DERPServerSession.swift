@@ -15,6 +15,7 @@ final class DERPServerSession: Sendable {
     private let queueDepth: Int
     private let state = Mutex(State())
     private let sentToKeys = Mutex<Set<NodePublicKey>>([])
+    private let notHereReported = Mutex<[NodePublicKey: ContinuousClock.Instant]>([:])
     /// A watchdog's view of the writer: when the write in progress started (nil: idle).
     private let writingSince = Mutex<ContinuousClock.Instant?>(nil)
 
@@ -91,6 +92,17 @@ final class DERPServerSession: Sendable {
     }
 
     func noteSentTo(_ key: NodePublicKey) { _ = sentToKeys.withLock { $0.insert(key) } }
+
+    /// At most one PeerGone(notHere) per destination per second: a client sending a stream of packets to an
+    /// offline peer would otherwise get a stream of PeerGone frames back.
+    func shouldReportNotHere(_ key: NodePublicKey, now: ContinuousClock.Instant) -> Bool {
+        notHereReported.withLock { reported in
+            if let last = reported[key], now - last < .seconds(1) { return false }
+            if reported.count >= 1024 { reported.removeAll() }  // bounded: forgetting only allows one more report
+            reported[key] = now
+            return true
+        }
+    }
     var sentTo: Set<NodePublicKey> { sentToKeys.withLock { $0 } }
 
     func beginWrite(at instant: ContinuousClock.Instant) { writingSince.withLock { $0 = instant } }
