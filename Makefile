@@ -24,7 +24,7 @@ define apt_install
 	fi
 endef
 
-.PHONY: run test bench bench-tls bench-wireguard vectors deps-run deps-test deps-bench build swift-check clean
+.PHONY: run test bench bench-tls bench-wireguard bench-derp vectors deps-run deps-test deps-bench build swift-check clean
 
 swift-check:
 	@command -v swift >/dev/null || { echo "swift not found: install Swift 6.x (https://swift.org/install) and put it on PATH"; exit 1; }
@@ -49,13 +49,16 @@ test: deps-test
 	swift test
 	MESHGATE_BIN=$(CURDIR)/.build/debug/meshgate $(PYTHON) -m pytest -q -c tests/e2e/pytest.ini tests/e2e
 
-bench: bench-tls bench-wireguard
+bench: bench-tls bench-wireguard bench-derp
 
 bench-tls: deps-bench
 	bash bench/tls-front.sh
 
 bench-wireguard: deps-bench
 	bash bench/wireguard.sh
+
+bench-derp: deps-bench
+	bash bench/derp.sh
 
 # Regenerates the checked-in known-answer vectors with independent implementations (PyPI noiseprotocol).
 .venv/bin/python:

@@ -1,4 +1,5 @@
 // Tunnel micro-benchmarks, run by bench/wireguard.sh (release build). Prints one JSON object.
+// `meshgate-bench derp …` runs the DERP relay benchmark instead (DERPBench.swift, bench/derp.sh).
 //
 // 1. seal+open per core: WireGuardDevice's whole transport path (sealing into a datagram, header,
 //    counter, opening in place, replay window, IPv6 checks) against libsodium's raw
@@ -10,6 +11,13 @@ import NIOCore
 import NIOPosix
 import Synchronization
 import Tunnel
+
+if CommandLine.arguments.dropFirst().first == "derp" {
+    precondition(sodium_init() >= 0)
+    let result = try await DERPBench.run(CommandLine.arguments.dropFirst(2))
+    print(String(decoding: try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys]), as: UTF8.self))
+    exit(0)
+}
 
 let payloadSize = 1200  // a full mesh packet at MTU 1280 (IPv6 header included below)
 let iterations = Int(CommandLine.arguments.dropFirst().first ?? "") ?? 200_000
