@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 RUN_SECONDS=${RUN_SECONDS:-10}
 PAIRS=${PAIRS:-100}
 IDLE_CLIENTS=${IDLE_CLIENTS:-1000}
+load=$(cut -d' ' -f1-3 /proc/loadavg)  # at the start, before the build: other jobs on the machine show here
 work=$(mktemp -d)
 server_pid=""
 cleanup() { if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi; rm -rf "$work"; }
@@ -42,8 +43,7 @@ result=$(.build/release/meshgate-bench derp --url "https://$address/derp" --pin 
 echo "$result"
 kill -0 "$server_pid" || { echo "meshgate died during the run:" >&2; cat "$work/meshgate.log" >&2; exit 1; }
 
-load=$(cut -d' ' -f1-3 /proc/loadavg)  # before the run: other jobs on the machine show here
-machine="$(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); $(swift --version 2>/dev/null | head -1); run on $(date -u +%Y-%m-%d), load average $load before the run"
+machine="$(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); $(swift --version 2>/dev/null | head -1); run on $(date -u +%Y-%m-%d), load average $load at the start"
 section=$(/usr/bin/python3 - "$result" "$machine" <<'PY'
 import json, sys
 r, machine = json.loads(sys.argv[1]), sys.argv[2]
