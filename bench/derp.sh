@@ -78,14 +78,15 @@ Memory per idle client: the server's VmRSS went from {r['rss_before_kib'] / 1024
 
 Reading: every relayed byte crosses TLS twice (sender → relay, relay → receiver) and the clients' TLS runs on the
 same two cores, so about 0.5× the single-stream TLS figure is the ceiling; the relay is far below it. Senders
-offer several times what the relay delivers, so most packets are dropped at the receiver's queue head: the
-relay reads far faster than it writes.
+offer more than the relay delivers, so packets are dropped at the receiver's queue head (DERP is lossy by
+design: WireGuard above recovers); the relay reads faster than it writes.
 
-Not tuned yet. A `perf record` of the relay during a 1-pair run (2026-11-26, by hand, not part of this script)
-put AES-GCM at about 1.5% of its CPU samples; the rest was per-frame overhead: Swift runtime (retain/release,
-generic metadata lookups) ~30%, concurrency and dispatch ~19%, kernel ~23%. Suspects, not yet measured apart:
-the per-frame write deadline (`withDeadline`: a task group and a 2 s `Task.sleep` timer for every frame), and
-one NIOAsyncChannel write hop, flush, TLS record and `write` syscall per frame.
+History: the first version wrote one frame per write with a per-frame write deadline (a task group and a 2 s
+timer for every frame); on 2026-11-26 it measured 29.3 MB/s (1 pair) and 12.6 MB/s (100 pairs) with 60-88 %
+dropped. Writes now go out in batches of up to 64 frames per flush with one deadline timer per connection.
+A `perf record` of that first version put AES-GCM at ~1.5 % of the relay's CPU; the rest was per-frame overhead
+(Swift runtime ~30 %, concurrency and dispatch ~19 %, kernel ~23 %). Next suspects, not yet measured apart: the
+async hop per frame between the reader task and the writer task, and per-frame allocations of `DERPFrame`.
 """)
 PY
 )
