@@ -31,6 +31,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.26.0"),
     ],
     targets: [
@@ -138,6 +139,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),  // ByteToMessageDecoderVerifier for the DERP codec
+                .product(name: "PropertyBased", package: "swift-property-based"),  // ACK ranges and reassembly
             ],
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
