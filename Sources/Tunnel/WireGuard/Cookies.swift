@@ -23,19 +23,12 @@ enum Macs {
     /// Constant-time check of mac1 against our own public key.
     static func verifyMAC1(_ message: [UInt8], type: WireGuardMessageType, localKey: NodePublicKey) -> Bool {
         let (mac1Offset, mac2Offset) = WireGuardMessage.macOffsets(type)
-        return constantTimeEqual(BLAKE2s.mac(key: mac1Key(localKey), Array(message[..<mac1Offset])), Array(message[mac1Offset..<mac2Offset]))
+        return ConstantTime.equal(BLAKE2s.mac(key: mac1Key(localKey), Array(message[..<mac1Offset])), Array(message[mac1Offset..<mac2Offset]))
     }
 
     static func verifyMAC2(_ message: [UInt8], type: WireGuardMessageType, cookie: [UInt8]) -> Bool {
         let (_, mac2Offset) = WireGuardMessage.macOffsets(type)
-        return constantTimeEqual(BLAKE2s.mac(key: cookie, Array(message[..<mac2Offset])), Array(message[mac2Offset..<(mac2Offset + 16)]))
-    }
-
-    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        guard a.count == b.count else { return false }
-        var difference: UInt8 = 0
-        for index in a.indices { difference |= a[index] ^ b[index] }
-        return difference == 0
+        return ConstantTime.equal(BLAKE2s.mac(key: cookie, Array(message[..<mac2Offset])), Array(message[mac2Offset..<(mac2Offset + 16)]))
     }
 }
 

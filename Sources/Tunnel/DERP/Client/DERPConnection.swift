@@ -1,4 +1,3 @@
-import CSodium
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -170,7 +169,7 @@ public struct DERPConnection: Sendable {
             case .pinnedSHA256(let pin):
                 try sync.addHandler(NIOSSLClientHandler(context: sslContext, serverHostname: target.serverName) { certificates, promise in
                     let der = (try? certificates.first?.toDERBytes()) ?? []
-                    promise.succeed(constantTimeEqual(sha256(der), pin) ? .certificateVerified : .failed)
+                    promise.succeed(ConstantTime.equal(SHA256.hash(der), pin) ? .certificateVerified : .failed)
                 })
             }
         }
@@ -216,16 +215,6 @@ public struct DERPConnection: Sendable {
         return try sync.configureUpgradableHTTPClientPipeline(configuration: pipeline)
     }
 
-    static func sha256(_ bytes: [UInt8]) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: Int(crypto_hash_sha256_BYTES))
-        _ = crypto_hash_sha256(&out, bytes, UInt64(bytes.count))
-        return out
-    }
-
-    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        guard a.count == b.count else { return false }
-        return sodium_memcmp(a, b, a.count) == 0
-    }
 }
 
 /// `Upgrade: DERP`: the server answers 101 with `Derp-Version` and `Derp-Public-Key`; the key is learned

@@ -113,7 +113,7 @@ public final class DERPServer: Sendable {
         else { throw DERPError.badClientInfo("cannot open or parse") }
         var isMeshPeer = false
         if let presented = info.meshKey, !presented.isEmpty {
-            guard let meshKey, Self.constantTimeEqual(presented, meshKey) else { throw DERPError.badClientInfo("wrong mesh key") }
+            guard let meshKey, ConstantTime.equal(Array(presented.utf8), Array(meshKey.utf8)) else { throw DERPError.badClientInfo("wrong mesh key") }
             isMeshPeer = true
         }
         try await write([try .serverInfo(DERPServerInfo(), from: privateKey, to: clientKey)])
@@ -283,11 +283,6 @@ public final class DERPServer: Sendable {
             for peer in session.sentTo.compactMap({ table.clients[$0] }) { peer.enqueue(gone, counters: counters) }
         }
         counters.clients.subtract(1, ordering: .relaxed)
-    }
-
-    /// Equal without an early exit (the mesh key is a secret; lengths are fixed and public).
-    static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
-        DERPConnection.constantTimeEqual(Array(a.utf8), Array(b.utf8))
     }
 }
 
