@@ -139,6 +139,11 @@ public final class DERPServer: Sendable {
             session.beginWrite(at: .now)
             try await write(batch)
             session.endWrite()
+            // Counted once written: a queued packet may still be dropped for a fresher one.
+            for case .recvPacket(_, let packet) in batch {
+                counters.packetsSent.add(1, ordering: .relaxed)
+                counters.bytesSent.add(packet.readableBytes, ordering: .relaxed)
+            }
         }
     }
 

@@ -59,10 +59,6 @@ final class DERPServerSession: Sendable {
         }
         waiter?.resume()
         if let dropped { counters.drop(dropped) }
-        if accepted, case .recvPacket(_, let packet) = frame {
-            counters.packetsSent.add(1, ordering: .relaxed)
-            counters.bytesSent.add(packet.readableBytes, ordering: .relaxed)
-        }
         return accepted
     }
 
