@@ -25,6 +25,8 @@ public final class MeshNode: Sendable {
         var onPacket: ([UInt8], NodePublicKey) -> Void = { _, _ in }
         /// The DERP regions this node is connected to, by region id.
         var derpLinks: [Int: any DERPLink] = [:]
+        /// The stream transport (UDP port `MeshStreamTransport.port` on our address).
+        var streams: MeshStreamMultiplexer?
 
         init(device: WireGuardDevice, address: MeshAddress) { (self.device, self.address) = (device, address) }
 
@@ -44,12 +46,29 @@ public final class MeshNode: Sendable {
                         handle(device.send(reply, now: .now))
                     } else if let (_, echo) = ICMPv6.parse(packet, reply: true), let ping = pings.removeValue(forKey: echo.sequence) {
                         ping.promise.succeed(.now - ping.sentAt)
+                    } else if let streams, let datagram = UDPDatagram.decode(packet), datagram.destination == address,
+                        datagram.destinationPort == MeshStreamTransport.port
+                    {
+                        streams.receive(ByteBuffer(bytes: datagram.payload), from: peer)
                     } else {
                         onPacket(packet, peer)
                     }
                 }
             }
             channel?.flush()
+        }
+
+        /// Stream-transport datagrams to `peer`'s mesh address, each in IPv6/UDP and then WireGuard.
+        func transmitStreamDatagrams(_ datagrams: [ByteBuffer], to peer: NodePublicKey) {
+            guard let destination = device.meshAddress(of: peer) else { return }
+            let now = ContinuousClock.now
+            var outputs: [WireGuardDevice.Output] = []
+            for datagram in datagrams {
+                let packet = UDPDatagram.packet(source: address, destination: destination, sourcePort: MeshStreamTransport.port,
+                                        destinationPort: MeshStreamTransport.port, payload: Array(datagram.readableBytesView))
+                outputs += device.send(packet, now: now)
+            }
+            handle(outputs)
         }
     }
 
@@ -60,7 +79,8 @@ public final class MeshNode: Sendable {
     /// Binds a UDP socket at `host:port` (port 0: any) and starts the device's timers.
     public static func start(
         privateKey: NodePrivateKey, address: MeshAddress, host: String = "0.0.0.0", port: Int = 0,
-        configuration: WireGuardDevice.Configuration = .init(), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        configuration: WireGuardDevice.Configuration = .init(), streamParameters: MeshStreamTransport.Parameters = .init(),
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> MeshNode {
         let loop = group.next()
         let state = try await loop.submit {
@@ -77,6 +97,9 @@ public final class MeshNode: Sendable {
             .bind(host: host, port: port).get()
         let timer = try await loop.submit {
             state.value.channel = channel
+            state.value.streams = MeshStreamMultiplexer(
+                localKey: privateKey.publicKey, eventLoop: loop, parent: channel, parameters: streamParameters
+            ) { [weak node = state.value] datagrams, peer in node?.transmitStreamDatagrams(datagrams, to: peer) }
             let task = loop.scheduleRepeatedTask(initialDelay: tickInterval, delay: tickInterval) { _ in
                 state.value.handle(state.value.device.tick(now: .now))
             }
@@ -128,8 +151,7 @@ public final class MeshNode: Sendable {
             return sequence
         }
         let state = self.state
-        let nanoseconds = Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
-        loop.scheduleTask(in: .nanoseconds(nanoseconds)) {
+        loop.scheduleTask(in: TimeAmount(timeout)) {
             state.value.pings.removeValue(forKey: sequence)?.promise.fail(MeshNodeError.pingTimeout(destination))
         }
         return try await promise.futureResult.get()
@@ -149,8 +171,11 @@ public final class MeshNode: Sendable {
     }
 
     public func close() async throws {
-        let timer = self.timer
-        try await channel.eventLoop.submit { timer.value?.cancel() }.get()
+        let (timer, state) = (self.timer, self.state)
+        try await channel.eventLoop.submit {
+            timer.value?.cancel()
+            state.value.streams?.closeAll(reason: "node stopped")
+        }.get()
         try await channel.close()
     }
 }

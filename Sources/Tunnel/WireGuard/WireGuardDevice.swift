@@ -80,6 +80,8 @@ public final class WireGuardDevice {
 
     public func setEndpoint(_ endpoint: Endpoint, for key: NodePublicKey) { peers[key]?.endpoint = endpoint }
     public func endpoint(of key: NodePublicKey) -> Endpoint? { peers[key]?.endpoint }
+    /// The peer's own mesh address: its first single-address allowed IP.
+    public func meshAddress(of key: NodePublicKey) -> MeshAddress? { peers[key]?.allowedIPs.first { $0.length == 128 }?.address }
     public func handshakesCompleted(with key: NodePublicKey) -> Int { peers[key]?.handshakesCompleted ?? 0 }
     public func hasSession(with key: NodePublicKey) -> Bool { peers[key]?.current != nil }
 

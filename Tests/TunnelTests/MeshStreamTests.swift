@@ -1,0 +1,78 @@
+import NIOCore
+import NIOEmbedded
+import Testing
+@testable import Tunnel
+
+/// Mesh streams between two multiplexers over an in-memory link on an embedded loop (time advanced by the test).
+@Suite struct MeshStreamTests {
+    /// B echoes every stream it accepts.
+    func echoing(_ pair: StreamLinkPair, recorders: Recorders = Recorders()) -> Recorders {
+        pair.b.acceptor = { request in
+            guard case .tcp = request.service else { return .refuse(reason: "only tcp here") }
+            return .accept { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let recorder = StreamRecorder(echo: true)
+                    recorders.all.append(recorder)
+                    try channel.pipeline.syncOperations.addHandler(recorder)
+                }
+            }
+        }
+        return recorders
+    }
+
+    final class Recorders: @unchecked Sendable { var all: [StreamRecorder] = [] }
+
+    /// The first packet carries the service header and data; the echo comes back whole, both sides see the
+    /// other's FIN, and the streams close themselves and are forgotten.
+    @Test func echoAndGracefulClose() throws {
+        let pair = StreamLinkPair()
+        _ = echoing(pair)
+        let (stream, recorder) = try pair.open(.tcp(port: 8080))
+        let payload = ByteBuffer.pattern(300_000, seed: 1)
+        stream.writeAndFlush(payload, promise: nil)
+        stream.close(mode: .output, promise: nil)
+        #expect(pair.run(for: .seconds(10)) { recorder.inputClosed && recorder.inactive })
+        #expect(recorder.received == payload)
+        #expect(recorder.errors.isEmpty)
+        #expect(pair.run(for: .seconds(1)) { pair.a.connections.values.allSatisfy { $0.streams.isEmpty } && pair.b.connections.values.allSatisfy { $0.streams.isEmpty } })
+    }
+
+    /// A service the listener does not offer is refused with its reason; nothing else breaks.
+    @Test func refusedService() throws {
+        let pair = StreamLinkPair()
+        _ = echoing(pair)
+        let (stream, recorder) = try pair.open(.pty)
+        stream.writeAndFlush(ByteBuffer(string: "hello"), promise: nil)
+        #expect(pair.run(for: .seconds(5)) { recorder.inactive })
+        #expect(recorder.errors.first as? MeshStreamError == .refused(service: "pty", reason: "only tcp here"))
+        // The connection still carries other streams.
+        let (second, echo) = try pair.open(.tcp(port: 1))
+        second.writeAndFlush(ByteBuffer(string: "still here"), promise: nil)
+        #expect(pair.run(for: .seconds(5)) { echo.received.readableBytes == 10 })
+    }
+
+    /// 40 concurrent streams of random sizes through 5 % loss, 5 % reordering and 5 % duplication come back
+    /// byte-identical, and recovery really happened.
+    @Test func integrityUnderFaults() throws {
+        let pair = StreamLinkPair(seed: 11)
+        (pair.loss, pair.reorder, pair.duplicate) = (0.05, 0.05, 0.05)
+        _ = echoing(pair)
+        var rng = SplitMix(seed: 99)
+        var streams: [(ByteBuffer, StreamRecorder)] = []
+        for index in 0..<40 {
+            let (stream, recorder) = try pair.open(.tcp(port: 8080))
+            let payload = ByteBuffer.pattern(Int.random(in: 0...200_000, using: &rng), seed: UInt64(index))
+            stream.writeAndFlush(payload, promise: nil)
+            stream.close(mode: .output, promise: nil)
+            streams.append((payload, recorder))
+        }
+        #expect(pair.run(for: .seconds(300)) { streams.allSatisfy { $0.1.inputClosed } })
+        for (payload, recorder) in streams {
+            #expect(recorder.received == payload)
+            #expect(recorder.errors.isEmpty)
+        }
+        let statistics = try #require(pair.a.statistics(with: pair.keyB.publicKey))
+        #expect(statistics.packetsLost > 0 && statistics.bytesRetransmitted > 0)
+        #expect(pair.dropped > 0)
+    }
+}
