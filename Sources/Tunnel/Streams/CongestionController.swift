@@ -75,3 +75,8 @@ public struct NewReno: CongestionController {
         acknowledgedInAvoidance = 0
     }
 }
+
+extension Duration {
+    /// Seconds as a `Double`, for the curve and rate arithmetic of congestion control and pacing.
+    var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
+}
