@@ -75,3 +75,21 @@ public struct NewReno: CongestionController {
         acknowledgedInAvoidance = 0
     }
 }
+
+/// The congestion controllers a connection can run, by the name configuration uses.
+public enum CongestionAlgorithm: String, Sendable, CaseIterable {
+    case newReno = "newreno"
+    case cubic
+
+    public func makeController(limits: CongestionLimits) -> any CongestionController {
+        switch self {
+        case .newReno: NewReno(limits: limits)
+        case .cubic: Cubic(limits: limits)
+        }
+    }
+}
+
+extension Duration {
+    /// Seconds as a `Double`, for the curve and rate arithmetic of congestion control and pacing.
+    var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
+}
