@@ -22,6 +22,8 @@ final class StreamLinkPair {
     var tapAToB: ((ByteBuffer) -> Bool)?
     private var rng = SplitMix(seed: 7)
     private(set) var carried = 0, dropped = 0
+    /// What B sent to peers other than A (tests that play a third node).
+    var sentToOthers: [NodePublicKey: [ByteBuffer]] = [:]
 
     init(parameters: MeshStreamTransport.Parameters = .init(), seed: UInt64 = 7) {
         self.parameters = parameters
@@ -37,7 +39,11 @@ final class StreamLinkPair {
     }
 
     func makeB() -> MeshStreamMultiplexer {
-        MeshStreamMultiplexer(localKey: keyB.publicKey, eventLoop: loop, parent: nil, parameters: parameters) { [unowned self] datagrams, _ in
+        MeshStreamMultiplexer(localKey: keyB.publicKey, eventLoop: loop, parent: nil, parameters: parameters) { [unowned self] datagrams, peer in
+            guard peer == keyA.publicKey else {
+                sentToOthers[peer, default: []] += datagrams
+                return
+            }
             for datagram in datagrams { carry(datagram) { $0.a.receive(datagram, from: $0.keyB.publicKey) } }
         }
     }
