@@ -21,13 +21,22 @@ extension MeshConnection {
         guard !isClosed else { return }
         let now = clock.now
         var datagrams: [ByteBuffer] = []
+        pacedUntil = nil
         while datagrams.count < Self.maxPacketsPerPass {
-            let windowOpen = probesPending > 0 || loss.bytesInFlight + limits.maxDatagramSize <= congestion.window
-            if !windowOpen, hasElicitingWork { windowLimited = true }
-            guard let packet = buildPacket(now: now, eliciting: windowOpen) else { break }
+            var eliciting = probesPending > 0 || loss.bytesInFlight + limits.maxDatagramSize <= congestion.window
+            if !eliciting, hasElicitingWork { windowLimited = true }
+            if eliciting, probesPending == 0,
+                let next = pacer.nextSendTime(bytes: limits.maxDatagramSize, now: now, window: congestion.window, rtt: rtt), next > now
+            {
+                // Paced: ACKs may still go; the timer resumes sending when the bucket has refilled.
+                pacedUntil = next
+                eliciting = false
+            }
+            guard let packet = buildPacket(now: now, eliciting: eliciting) else { break }
             datagrams.append(packet)
             if probesPending > 0 { probesPending -= 1 }
         }
+        if pacedUntil == nil, !hasElicitingWork { windowLimited = false }
         if datagrams.count == Self.maxPacketsPerPass { needsSend() }
         if !datagrams.isEmpty {
             lastSentAt = now
@@ -90,6 +99,7 @@ extension MeshConnection {
             (idleStart, sentSinceReceive) = (now, true)
         }
         congestion.sent(bytes: buffer.readableBytes, now: now)
+        pacer.sent(bytes: buffer.readableBytes, now: now, window: congestion.window, rtt: rtt)
         return buffer
     }
 
@@ -197,6 +207,7 @@ extension MeshConnection {
             next = min(next, lastElicitingSentAt + rtt.probeTimeout(maxAckDelay: parameters.maxAckDelay, backoff: probeCount))
         }
         if let ackDeadline { next = min(next, ackDeadline) }
+        if let pacedUntil { next = min(next, pacedUntil) }
         if !streams.isEmpty { next = min(next, lastSentAt + parameters.keepAliveInterval) }
         return next
     }

@@ -46,6 +46,9 @@ final class MeshConnection: @unchecked Sendable {
     var loss = LossDetector<[SentFrame]>()
     var rtt = RTTEstimator()
     var congestion: any CongestionController
+    var pacer: Pacer
+    /// Set when the pacer held back an ack-eliciting packet: when to try again.
+    var pacedUntil: ContinuousClock.Instant?
     /// The window, not the application, limited the last send (RFC 9002 §7.8: only then may it grow).
     var windowLimited = false
     var probeCount = 0
@@ -99,6 +102,7 @@ final class MeshConnection: @unchecked Sendable {
         (self.peer, self.eventLoop, self.parent, self.parameters, self.localEpoch, self.owner) = (peer, eventLoop, parent, parameters, epoch, owner)
         self.clock = LoopClock(loop: eventLoop)
         self.congestion = parameters.congestion.makeController(limits: limits)
+        self.pacer = Pacer(limits: limits)
         self.localParity = localKey.bytes.lexicographicallyPrecedes(peer.bytes) ? 0 : 1
         (self.localStreamLimit, self.peerStreamLimit) = (parameters.maxConcurrentStreams, parameters.maxConcurrentStreams)
         self.connectionSendCredit = SendCredit(limit: parameters.connectionWindow)
