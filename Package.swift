@@ -139,6 +139,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),  // ByteToMessageDecoderVerifier for the DERP codec
+                .product(name: "NIOHTTP1", package: "swift-nio"),  // HTTP/1.1 over a mesh stream
                 .product(name: "PropertyBased", package: "swift-property-based"),  // ACK ranges and reassembly
             ],
             resources: [.copy("Fixtures")],

@@ -108,12 +108,32 @@ final class MeshStreamChannel: Channel, ChannelCore, @unchecked Sendable {
         registered = true
         pipeline.fireChannelRegistered()
         return initializer(self).flatMapErrorThrowing { error in
-            self.abort(code: 0, error: error)
+            // A service that cannot start (say, a refused TCP connect) answers with a refusal naming the cause.
+            if self.role == .listener { self.refuse(reason: "\(error)") } else { self.abort(code: 0, error: error) }
             throw error
         }.map { output in
+            if self.role == .listener { self.sendVerdict(.accepted) }
             self.activate()
             return output
         }
+    }
+
+    /// The verdict goes before anything the pipeline wrote while it was being set up.
+    private func sendVerdict(_ verdict: MeshServiceVerdict) {
+        var buffer = allocator.buffer(capacity: 16)
+        verdict.encode(into: &buffer)
+        queued.prepend((buffer, nil))
+        queuedBytes += buffer.readableBytes
+        bufferedBytes += buffer.readableBytes
+    }
+
+    private func refuse(reason: String) {
+        sendVerdict(.refused(reason: reason))
+        finQueued = true
+        // The opener resets its side when it reads the refusal; a STOP_SENDING could overtake the verdict.
+        stopReceiving(code: 0, notifyPeer: false)
+        finishClose(error: nil)
+        connection.streamHasData(self)
     }
 
     private func activate() {
@@ -322,7 +342,7 @@ final class MeshStreamChannel: Channel, ChannelCore, @unchecked Sendable {
 
     /// New data (or a bare FIN) is ready and the peer's stream credit allows some of it.
     var hasSendableData: Bool {
-        guard !resetSent, lifecycle != .initializing || role == .listener else { return false }
+        guard !resetSent, lifecycle != .initializing else { return false }
         if queuedBytes > 0 { return sendCredit.available > 0 }
         return finQueued && !finSent
     }
@@ -489,21 +509,8 @@ final class MeshStreamChannel: Channel, ChannelCore, @unchecked Sendable {
     /// Listener: the acceptor's decision, from the connection.
     func decided(_ decision: MeshStreamDecision) {
         switch decision {
-        case .refuse(let reason):
-            var verdict = allocator.buffer(capacity: 64)
-            MeshServiceVerdict.refused(reason: reason).encode(into: &verdict)
-            enqueue(verdict, promise: nil)
-            finQueued = true
-            connection.streamHasData(self)
-            // The opener resets its side when it reads the refusal; a STOP_SENDING could overtake the verdict.
-            stopReceiving(code: 0, notifyPeer: false)
-            finishClose(error: nil)
-        case .accept(let initializer):
-            var verdict = allocator.buffer(capacity: 1)
-            MeshServiceVerdict.accepted.encode(into: &verdict)
-            enqueue(verdict, promise: nil)
-            connection.streamHasData(self)
-            _ = configure(initializer: initializer)
+        case .refuse(let reason): refuse(reason: reason)
+        case .accept(let initializer): _ = configure(initializer: initializer)
         }
     }
 
