@@ -44,6 +44,32 @@ import Tunnel
         throw lastError!
     }
 
+    /// B echoes a stream; A sends `size` bytes, closes its output, and gets them all back.
+    func expectEcho(of size: Int, from a: MeshNode, to b: MeshNode) async throws {
+        try await b.listen { _ in .accept { $0.pipeline.addHandler(EchoHandler()) } }
+        let stream = try await a.openStream(to: b.privateKey.publicKey, service: .other("echo")) { channel in
+            channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true)) }
+        }
+        let sent = ByteBuffer(bytes: (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+        let received = try await stream.executeThenClose { inbound, outbound in
+            try await outbound.write(sent)
+            outbound.finish()
+            var received = ByteBuffer()
+            for try await var chunk in inbound { received.writeBuffer(&chunk) }
+            return received
+        }
+        #expect(received == sent)
+    }
+
+    final class EchoHandler: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) { context.write(data, promise: nil) }
+        func channelReadComplete(context: ChannelHandlerContext) { context.flush() }
+        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+            if case .inputClosed = event as? ChannelEvent { context.close(mode: .output, promise: nil) }
+        }
+    }
+
     /// Both nodes dial the relay over TLS (Upgrade or WebSocket); pings cross both ways.
     @Test(arguments: [DERPTransport.automatic, .webSocket])
     func wireGuardOverTLSRelay(transport: DERPTransport) async throws {
@@ -64,6 +90,8 @@ import Tunnel
                 for _ in 0..<3 { _ = try await ping(a, b) }
                 // Handshakes ran over DERP too: it is just another endpoint under WireGuard.
                 #expect(try await a.handshakesCompleted(with: b.privateKey.publicKey) >= 1)
+                // Mesh streams ride the relayed path unchanged.
+                try await expectEcho(of: 1 << 20, from: a, to: b)
             }
             #expect(relay.counters.packetsReceived.load(ordering: .relaxed) > 0)
         }
