@@ -119,6 +119,15 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Test and benchmark support that ships like the other libraries: the UDP impairment link so far.
+        .target(
+            name: "MeshgateTesting",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "meshgate-bench",
             dependencies: [
@@ -142,6 +151,15 @@ let package = Package(
                 .product(name: "PropertyBased", package: "swift-property-based"),  // ACK ranges and reassembly
             ],
             resources: [.copy("Fixtures")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MeshgateTestingTests",
+            dependencies: [
+                "MeshgateTesting",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
