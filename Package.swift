@@ -132,6 +132,7 @@ let package = Package(
             name: "meshgate-bench",
             dependencies: [
                 "Tunnel",
+                "MeshgateTesting",
                 "CSodium",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
