@@ -1,0 +1,60 @@
+"""The BENCHMARKS.md section of bench/kernel-tcp.sh, from its `result name=… value=… unit=…` lines.
+
+  kernel_tcp_report.py RESULTS MACHINE IMPAIRMENT CONGESTION BULK_SECONDS IMPAIRED_BULK_SECONDS
+"""
+
+import sys
+
+
+def main() -> None:
+    path, machine, impairment, congestion, bulk_seconds, impaired_seconds = sys.argv[1:7]
+    algorithms = congestion.split()
+    r = {}
+    for line in open(path):
+        if line.startswith("result "):
+            fields = dict(part.split("=", 1) for part in line.split()[1:])
+            r[fields["name"]] = float(fields["value"])
+
+    def bulk(path: str) -> str:
+        return " | ".join(f"{r[f'{path}_{a}_throughput']:.1f} Mbit/s ({r[f'{path}_{a}_retransmits']:.0f} retransmits)"
+                          for a in algorithms)
+
+    def rr(name: str) -> str:
+        return f"{r[name + '_p50'] / 1000:.3f} / {r[name + '_p99'] / 1000:.3f} ms ({r[name + '_round_trips']:.0f} round trips)"
+
+    loopback = "\n".join(
+        f"| {label} packets/s offered | {r[f'relay_loopback_{label}_delivered']:.2f} % "
+        f"| {r[f'relay_loopback_{label}_rate']:.0f} packets/s |"
+        for label in ("50k", "100k")
+    )
+    print(f"""## Kernel TCP over wireguard-go
+
+`bash bench/kernel-tcp.sh` (`make bench-kernel-tcp`, root): the anchor for meshgate's mesh streams. Linux TCP
+between two namespaces joined by Debian's wireguard-go (MTU 1280), either over a veth between them
+(direct) or through `meshgate-bench impair` (MeshgateTesting's UDP impairment relay, release) in the root
+namespace. Bulk: one `iperf3` stream ({bulk_seconds} s, {impaired_seconds} s impaired), once per congestion
+control. Request/response: 64-byte request → 64-byte response, sequential on one connection
+(`bench/lib/tcp_rr.py`, Python, TCP_NODELAY, the default congestion control).
+Impaired: `{impairment}` on each direction. Both wireguard-go processes, the relay and the load share the
+machine's cores.
+
+Machine: {machine}.
+
+| path | {" | ".join(f"bulk, {a}" for a in algorithms)} | request/response p50 / p99 |
+|---|{"---:|" * len(algorithms)}---:|
+| direct (veth) | {bulk('bulk_direct')} | {rr('rr_direct')} |
+| relay, no impairment | {bulk('bulk_relay')} | {rr('rr_relay')} |
+| relay, `{impairment}` | {bulk('bulk_impaired')} | {rr('rr_impaired')} |
+
+Loss the relay applied in the impaired run: {r['impaired_forward_lost']:.2f} % forward, {r['impaired_backward_lost']:.2f} % backward.
+
+The relay alone on loopback (1280-byte datagrams from a paced Python sender to a Python sink, 5 s, no impairment):
+
+| load | delivered | delivered rate |
+|---|---:|---:|
+{loopback}
+""")
+
+
+if __name__ == "__main__":
+    main()
