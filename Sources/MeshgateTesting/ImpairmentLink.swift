@@ -77,6 +77,9 @@ public final class ImpairmentLink: Sendable {
             // Bursts at line rate overflow the default ~200 KB buffers; the kernel caps this at rmem_max/wmem_max.
             .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
             .channelOption(.socketOption(.so_sndbuf), value: 4 << 20)
+            // A timer's batch is written before one flush; NIO's default 64 KiB high watermark would mark the
+            // channel unwritable mid-batch and drop packets the socket buffer has room for.
+            .channelOption(.writeBufferWaterMark, value: .init(low: 2 << 20, high: 4 << 20))
             // Any UDP datagram fits, so none is truncated; each is copied out to its own size (RelayHandler).
             .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
             .channelOption(.maxMessagesPerRead, value: 32)

@@ -5,7 +5,8 @@
 //                         [--reorder 0.01] [--reorder-delay 10ms] [--duplicate 0.01] [--corrupt 0.001]
 //                         [--rate BYTES_PER_S] [--queue BYTES] [--seed N]
 //
-// Each direction gets the whole configuration (so the round trip is 2 × delay). Prints
+// Each direction gets the whole configuration (so the round trip is 2 × delay); --rate counts UDP payload bytes
+// and --queue is that rate queue's limit in bytes (tail drop beyond it). Prints
 // `impair: listening on HOST:PORT upstream IP:PORT` once bound (PORT is the bound one when 0 was asked for),
 // runs until SIGINT or SIGTERM, then prints the counters of both directions.
 import Dispatch
