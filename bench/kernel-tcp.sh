@@ -55,7 +55,7 @@ start_relay() {
   RELAY_LOG=$WGN_WORK/relay-$label.log
   wgn_spawn "$BENCH" impair --listen "$listen:0" --upstream "$upstream" "$@" >"$RELAY_LOG" 2>&1
   RELAY_PID=$WGN_LAST_PID
-  wgn_wait_for "$RELAY_LOG" 100 "^impair: listening on"
+  wgn_wait_for "$RELAY_LOG" 100 "^impair: listening on" "$RELAY_PID"
   RELAY_PORT=$(sed -n 's/^impair: listening on [^ ]*:\([0-9]*\) upstream.*/\1/p' "$RELAY_LOG")
 }
 
@@ -76,7 +76,7 @@ relay_loopback() {
   local rate=$1 label=$(($1 / 1000))k log=$WGN_WORK/load-$(($1 / 1000))k
   wgn_spawn "$PYTHON" bench/lib/udp_load.py sink 127.0.0.1 0 >"$log.sink" 2>&1
   local sink=$WGN_LAST_PID
-  wgn_wait_for "$log.sink" 50 "^ready"
+  wgn_wait_for "$log.sink" 50 "^ready" "$sink"
   start_relay "loopback-$label" 127.0.0.1 "127.0.0.1:$(sed -n 's/^ready //p' "$log.sink")"
   "$PYTHON" bench/lib/udp_load.py send 127.0.0.1 "$RELAY_PORT" --rate "$rate" --seconds 5 >"$log.send"
   wgn_wait_for "$log.sink" 100 "^received"
@@ -101,7 +101,7 @@ bulk_once() {
   local name=$1 seconds=$2 algorithm=$3 log=$WGN_WORK/iperf-$1
   wgn_spawn ip netns exec "$WGN_NS2" iperf3 --server --one-off --forceflush --bind "$WGN_TUNNEL2" --port 5201 >"$log.server" 2>&1
   local server=$WGN_LAST_PID
-  wgn_wait_for "$log.server" 50 "Server listening"
+  wgn_wait_for "$log.server" 50 "Server listening" "$server"
   ip netns exec "$WGN_NS1" iperf3 --client "$WGN_TUNNEL2" --port 5201 --time "$seconds" --congestion "$algorithm" --json >"$log.json"
   wgn_stop "$server"
   local mbits retransmits
@@ -118,7 +118,7 @@ request_response() {
   local name=$1 count=$2 log=$WGN_WORK/rr-$1
   wgn_spawn ip netns exec "$WGN_NS2" "$PYTHON" bench/lib/tcp_rr.py server "$WGN_TUNNEL2" 7001 >"$log.server" 2>&1
   local server=$WGN_LAST_PID
-  wgn_wait_for "$log.server" 50 "^ready"
+  wgn_wait_for "$log.server" 50 "^ready" "$server"
   ip netns exec "$WGN_NS1" "$PYTHON" bench/lib/tcp_rr.py client "$WGN_TUNNEL2" 7001 --name "$name" --count "$count" | tee -a "$RESULTS"
   wgn_stop "$server"
 }

@@ -63,11 +63,16 @@ wgn_stop() {
   WGN_PIDS=("${kept[@]}")
 }
 
-# Waits up to $2 tenths of a second for file $1 to contain the pattern $3.
+# Waits up to $2 tenths of a second for file $1 to contain the pattern $3; gives up at once if the process
+# $4 (optional) has exited.
 wgn_wait_for() {
-  local file=$1 tenths=$2 pattern=$3 _
-  for _ in $(seq "$tenths"); do grep -q -- "$pattern" "$file" 2>/dev/null && return 0; sleep 0.1; done
-  echo "wg-netns: timed out waiting for '$pattern' in $file:" >&2
+  local file=$1 tenths=$2 pattern=$3 pid=${4:-} _
+  for _ in $(seq "$tenths"); do
+    grep -q -- "$pattern" "$file" 2>/dev/null && return 0
+    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  echo "wg-netns: no '$pattern' in $file:" >&2
   cat "$file" >&2 2>/dev/null || true
   return 1
 }
