@@ -138,6 +138,7 @@ wgn_use_relay "$WGN_RELAY_HOST:$RELAY_PORT"
 bulk bulk_relay "$BULK_SECONDS"
 request_response rr_relay "$RR_COUNT"
 stop_relay
+result relay_overflowed $(($(relay_counter forward overflowed) + $(relay_counter backward overflowed))) packets
 
 echo "== through the relay, ${IMPAIRMENT[*]} each way"
 start_relay impaired "$WGN_RELAY_HOST" "$WGN_UPSTREAM" "${IMPAIRMENT[@]}"

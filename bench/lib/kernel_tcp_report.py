@@ -22,6 +22,18 @@ def main() -> None:
     def rr(name: str) -> str:
         return f"{r[name + '_p50'] / 1000:.3f} / {r[name + '_p99'] / 1000:.3f} ms ({r[name + '_round_trips']:.0f} round trips)"
 
+    # Mathis et al. (1997): a loss-based TCP's ceiling is MSS/RTT · 1.22/√p. MSS at MTU 1280: 1280 − 20 (IPv4)
+    # − 20 (TCP) − 12 (timestamps) = 1228 bytes.
+    words = impairment.split()
+    delay = next((words[i + 1] for i, w in enumerate(words[:-1]) if w == "--delay"), None)
+    loss = next((float(words[i + 1]) for i, w in enumerate(words[:-1]) if w == "--loss"), 0.0)
+    mathis = ""
+    if delay and delay.endswith("ms") and loss > 0:
+        rtt = 2 * float(delay[:-2]) / 1000
+        mathis = (f" The Mathis bound for that path (MSS 1228 bytes, RTT {rtt * 1000:.0f} ms, p = {loss}) is "
+                  f"{1228 * 8 / rtt * 1.22 / loss ** 0.5 / 1e6:.2f} Mbit/s: a loss-based stream should land near it.")
+    overflow = (f"{r['relay_overflowed']:.0f}" if r["relay_overflowed"] else
+                "none, so the retransmits without impairment come from drops in wireguard-go's or the kernel's queues (CPU-bound)")
     loopback = "\n".join(
         f"| {label} packets/s offered | {r[f'relay_loopback_{label}_delivered']:.2f} % "
         f"| {r[f'relay_loopback_{label}_rate']:.0f} packets/s |"
@@ -46,7 +58,8 @@ Machine: {machine}.
 | relay, no impairment | {bulk('bulk_relay')} | {rr('rr_relay')} |
 | relay, `{impairment}` | {bulk('bulk_impaired')} | {rr('rr_impaired')} |
 
-Loss the relay applied in the impaired run: {r['impaired_forward_lost']:.2f} % forward, {r['impaired_backward_lost']:.2f} % backward.
+Loss the relay applied in the impaired run: {r['impaired_forward_lost']:.2f} % forward, {r['impaired_backward_lost']:.2f} % backward.{mathis}
+Packets the relay itself could not send in the unimpaired run (queue full or socket unwritable): {overflow}.
 
 The relay alone on loopback (1280-byte datagrams from a paced Python sender to a Python sink, 5 s, no impairment):
 
