@@ -60,6 +60,9 @@ Machine: {machine}.
 
 Loss the relay applied in the impaired run: {r['impaired_forward_lost']:.2f} % forward, {r['impaired_backward_lost']:.2f} % backward.{mathis}
 Packets the relay itself could not send in the unimpaired run (queue full or socket unwritable): {overflow}.
+With loss on both directions about 2 % of round trips lose a segment and wait for a retransmission (tail-loss
+probe or RTO, ≥ 200 ms), so an impaired p99 over a few hundred round trips sits at that boundary and moves
+between one RTT and an RTO from run to run; the maximum, {r['rr_impaired_max'] / 1000:.0f} ms here, shows the RTO.
 
 The relay alone on loopback (1280-byte datagrams from a paced Python sender to a Python sink, 5 s, no impairment):
 
