@@ -12,7 +12,9 @@ RUN_PACKAGES := libsodium-dev libb2-dev pkg-config
 # wireguard-go, wg, iproute2, ping and nsenter/unshare: the WireGuard interop tests in network namespaces.
 TEST_PACKAGES := $(RUN_PACKAGES) curl openssl python3 python3-pytest python3-websockets python3-nacl \
 	wireguard-go wireguard-tools iproute2 iputils-ping util-linux
-BENCH_PACKAGES := $(RUN_PACKAGES) curl openssl wrk nghttp2-client nginx-light python3
+# iperf3, wireguard-go, wg, iproute2 and ping: the kernel-TCP anchor over wireguard-go in network namespaces.
+BENCH_PACKAGES := $(RUN_PACKAGES) curl openssl wrk nghttp2-client nginx-light python3 \
+	iperf3 wireguard-go wireguard-tools iproute2 iputils-ping
 
 # Installs the listed Debian packages that are not installed yet (apt-get update only when needed).
 define apt_install
@@ -24,7 +26,7 @@ define apt_install
 	fi
 endef
 
-.PHONY: run test bench bench-tls bench-wireguard bench-derp vectors deps-run deps-test deps-bench build swift-check clean
+.PHONY: run test bench bench-tls bench-wireguard bench-derp bench-kernel-tcp vectors deps-run deps-test deps-bench build swift-check clean
 
 swift-check:
 	@command -v swift >/dev/null || { echo "swift not found: install Swift 6.x (https://swift.org/install) and put it on PATH"; exit 1; }
@@ -49,7 +51,7 @@ test: deps-test
 	swift test
 	MESHGATE_BIN=$(CURDIR)/.build/debug/meshgate $(PYTHON) -m pytest -q -c tests/e2e/pytest.ini tests/e2e
 
-bench: bench-tls bench-wireguard bench-derp
+bench: bench-tls bench-wireguard bench-derp bench-kernel-tcp
 
 bench-tls: deps-bench
 	bash bench/tls-front.sh
@@ -59,6 +61,10 @@ bench-wireguard: deps-bench
 
 bench-derp: deps-bench
 	bash bench/derp.sh
+
+# Needs root: network namespaces and TUN devices.
+bench-kernel-tcp: deps-bench
+	bash bench/kernel-tcp.sh
 
 # Regenerates the checked-in known-answer vectors with independent implementations (PyPI noiseprotocol).
 .venv/bin/python:

@@ -119,10 +119,20 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Test and benchmark support that ships like the other libraries: the UDP impairment link so far.
+        .target(
+            name: "MeshgateTesting",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "meshgate-bench",
             dependencies: [
                 "Tunnel",
+                "MeshgateTesting",
                 "CSodium",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -140,9 +150,20 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),  // ByteToMessageDecoderVerifier for the DERP codec
                 .product(name: "NIOHTTP1", package: "swift-nio"),  // HTTP/1.1 over a mesh stream
+                .product(name: "Crypto", package: "swift-crypto"),  // incremental SHA-256 of stream contents
+                "MeshgateTesting",  // the impairment relay between two nodes
                 .product(name: "PropertyBased", package: "swift-property-based"),  // ACK ranges and reassembly
             ],
             resources: [.copy("Fixtures")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MeshgateTestingTests",
+            dependencies: [
+                "MeshgateTesting",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

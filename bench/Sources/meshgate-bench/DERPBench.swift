@@ -32,24 +32,15 @@ enum DERPBench {
         var pairs = 100
 
         init(_ arguments: ArraySlice<String>) throws {
-            var values: [String: String] = [:]
-            var rest = arguments[...]
-            while let name = rest.popFirst() {
-                guard name.hasPrefix("--"), let value = rest.popFirst() else { throw BenchError("expected --name value, got \(name)") }
-                values[String(name.dropFirst(2))] = value
-            }
-            func required(_ name: String) throws -> String {
-                guard let value = values[name] else { throw BenchError("missing --\(name)") }
-                return value
-            }
-            guard let url = URL(string: try required("url")), let pid = Int32(try required("server-pid")) else { throw BenchError("bad --url or --server-pid") }
+            let flags = try Flags(arguments)
+            guard let url = URL(string: try flags.required("url")), let pid = Int32(try flags.required("server-pid")) else { throw BenchError("bad --url or --server-pid") }
             (self.url, serverPID) = (url, pid)
-            trust = DERPTrust(certName: "sha256-raw:" + (try required("pin")))
+            trust = DERPTrust(certName: "sha256-raw:" + (try flags.required("pin")))
             guard case .pinnedSHA256 = trust else { throw BenchError("--pin must be 64 hex digits") }
-            (certificate, key) = (try required("cert"), try required("key"))
-            seconds = values["seconds"].flatMap(Int.init) ?? seconds
-            idleClients = values["idle"].flatMap(Int.init) ?? idleClients
-            pairs = values["pairs"].flatMap(Int.init) ?? pairs
+            (certificate, key) = (try flags.required("cert"), try flags.required("key"))
+            seconds = try flags.parsed("seconds") { Int($0) } ?? seconds
+            idleClients = try flags.parsed("idle") { Int($0) } ?? idleClients
+            pairs = try flags.parsed("pairs") { Int($0) } ?? pairs
         }
     }
 
@@ -267,9 +258,4 @@ final class ByteSink: ChannelInboundHandler {
     let counter: Counter
     init(counter: Counter) { self.counter = counter }
     func channelRead(context: ChannelHandlerContext, data: NIOAny) { counter.add(unwrapInboundIn(data).readableBytes) }
-}
-
-struct BenchError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
 }

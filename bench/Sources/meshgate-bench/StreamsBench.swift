@@ -1,12 +1,13 @@
 // `meshgate-bench streams …`: mesh streams between two MeshNodes in this process (one event loop each, so
-// both cores work), over loopback UDP or through a relay given with --via (bench/streams.sh starts the
-// impairment relay there). Prints one JSON object.
+// both cores work), over loopback UDP, or through the impairment relay in-process when --delay / --loss
+// are given (each way). Prints one JSON object.
 //
 // bulk: one stream carries --bytes to a sink that acknowledges the FIN; MB/s from open to acknowledgement.
 // rr:   --rr-count sequential 64-byte requests, each answered with 64 bytes, on one stream; p50/p99.
 // seal: libsodium's ChaCha20-Poly1305 seal of 1232-byte datagrams on one core (the crypto limit).
 import CSodium
 import Foundation
+import MeshgateTesting
 import NIOCore
 import NIOPosix
 import Tunnel
@@ -15,33 +16,24 @@ enum StreamsBench {
     struct Options {
         var bytes = 200 << 20
         var requests = 2000
-        var receiverPort = 0
-        var via: SocketAddress?
         var congestion = CongestionAlgorithm.cubic
         var timeout: Duration = .seconds(300)
+        /// When set, the nodes talk through an in-process impairment relay with this configuration each way.
+        var impairment: Impairment.Configuration?
 
         init(_ arguments: ArraySlice<String>) throws {
-            var arguments = arguments
-            while let name = arguments.popFirst() {
-                guard let value = arguments.popFirst() else { throw BenchError.usage("\(name) needs a value") }
-                switch name {
-                case "--bytes": bytes = Int(value) ?? bytes
-                case "--rr-count": requests = Int(value) ?? requests
-                case "--receiver-port": receiverPort = Int(value) ?? 0
-                case "--via":
-                    let parts = value.split(separator: ":")
-                    via = try SocketAddress(ipAddress: String(parts[0]), port: Int(parts[1]) ?? 0)
-                case "--congestion":
-                    guard let algorithm = CongestionAlgorithm(rawValue: value) else { throw BenchError.usage("--congestion newreno|cubic") }
-                    congestion = algorithm
-                case "--timeout": timeout = .seconds(Int(value) ?? 300)
-                default: throw BenchError.usage("unknown option \(name)")
-                }
+            let flags = try Flags(arguments)
+            bytes = try flags.parsed("bytes") { Int($0) } ?? bytes
+            requests = try flags.parsed("rr-count") { Int($0) } ?? requests
+            congestion = try flags.parsed("congestion") { CongestionAlgorithm(rawValue: $0) } ?? congestion
+            timeout = try flags.parsed("timeout", ImpairCommand.duration) ?? timeout
+            let delay = try flags.parsed("delay", ImpairCommand.duration)
+            let loss = try flags.parsed("loss") { Double($0) }
+            if delay != nil || loss != nil {
+                impairment = Impairment.Configuration(delay: delay ?? .zero, loss: loss ?? 0)
             }
         }
     }
-
-    enum BenchError: Error { case usage(String), timeout }
 
     static func run(_ arguments: ArraySlice<String>) async throws -> [String: Any] {
         let options = try Options(arguments)
@@ -52,9 +44,14 @@ enum StreamsBench {
         let (aKey, bKey) = (NodePrivateKey.generate(), NodePrivateKey.generate())
         let (aAddress, bAddress) = (MeshAddress.random(), MeshAddress.random())
         let a = try await MeshNode.start(privateKey: aKey, address: aAddress, host: "127.0.0.1", streamParameters: parameters, group: group)
-        let b = try await MeshNode.start(privateKey: bKey, address: bAddress, host: "127.0.0.1", port: options.receiverPort, streamParameters: parameters, group: group)
+        let b = try await MeshNode.start(privateKey: bKey, address: bAddress, host: "127.0.0.1", streamParameters: parameters, group: group)
         let direct = try SocketAddress(ipAddress: "127.0.0.1", port: b.localPort!)
-        try await a.addPeer(bKey.publicKey, allowedIPs: [MeshPrefix(bAddress, length: 128)!], endpoint: options.via ?? direct)
+        var relay: ImpairmentLink?
+        if let impairment = options.impairment {
+            relay = try await ImpairmentLink.start(upstream: direct, forward: impairment, backward: impairment, seed: 1)
+            result["impairment"] = "delay \(impairment.delay) each way, loss \(impairment.loss) each way"
+        }
+        try await a.addPeer(bKey.publicKey, allowedIPs: [MeshPrefix(bAddress, length: 128)!], endpoint: relay?.localAddress ?? direct)
         try await b.addPeer(aKey.publicKey, allowedIPs: [MeshPrefix(aAddress, length: 128)!], endpoint: nil)
         try await b.listen { request in
             switch request.service.name {
@@ -108,6 +105,7 @@ enum StreamsBench {
         }
         try await a.close()
         try await b.close()
+        try await relay?.close()
         try await group.shutdownGracefully()
         return result
     }
@@ -135,7 +133,7 @@ enum StreamsBench {
             group.addTask { try await body() }
             group.addTask {
                 try await Task.sleep(for: timeout)
-                throw BenchError.timeout
+                throw BenchError("timed out after \(timeout)")
             }
             defer { group.cancelAll() }
             return try await group.next()!

@@ -1,6 +1,7 @@
 // Tunnel micro-benchmarks, run by bench/wireguard.sh (release build). Prints one JSON object.
-// `meshgate-bench derp …` runs the DERP relay benchmark instead (DERPBench.swift, bench/derp.sh), and
-// `meshgate-bench streams …` the mesh stream benchmark (StreamsBench.swift, bench/streams.sh).
+// `meshgate-bench derp …` runs the DERP relay benchmark instead (DERPBench.swift, bench/derp.sh),
+// `meshgate-bench streams …` the mesh stream benchmark (StreamsBench.swift, bench/streams.sh), and
+// `meshgate-bench impair …` the UDP impairment relay (ImpairCommand.swift, bench/kernel-tcp.sh).
 //
 // 1. seal+open per core: WireGuardDevice's whole transport path (sealing into a datagram, header,
 //    counter, opening in place, replay window, IPv6 checks) against libsodium's raw
@@ -23,6 +24,15 @@ if CommandLine.arguments.dropFirst().first == "derp" {
     precondition(sodium_init() >= 0)
     let result = try await DERPBench.run(CommandLine.arguments.dropFirst(2))
     print(String(decoding: try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys]), as: UTF8.self))
+    exit(0)
+}
+if CommandLine.arguments.dropFirst().first == "impair" {
+    do {
+        try await ImpairCommand.run(CommandLine.arguments.dropFirst(2))
+    } catch {
+        FileHandle.standardError.write(Data("impair: \(error)\n".utf8))
+        exit(2)
+    }
     exit(0)
 }
 
