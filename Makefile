@@ -26,7 +26,7 @@ define apt_install
 	fi
 endef
 
-.PHONY: run test bench bench-tls bench-wireguard bench-derp bench-kernel-tcp vectors deps-run deps-test deps-bench build swift-check clean
+.PHONY: run test bench bench-streams bench-tls bench-wireguard bench-derp bench-kernel-tcp vectors deps-run deps-test deps-bench build swift-check clean
 
 swift-check:
 	@command -v swift >/dev/null || { echo "swift not found: install Swift 6.x (https://swift.org/install) and put it on PATH"; exit 1; }
@@ -51,13 +51,16 @@ test: deps-test
 	swift test
 	MESHGATE_BIN=$(CURDIR)/.build/debug/meshgate $(PYTHON) -m pytest -q -c tests/e2e/pytest.ini tests/e2e
 
-bench: bench-tls bench-wireguard bench-derp bench-kernel-tcp
+bench: bench-tls bench-wireguard bench-derp bench-streams
 
 bench-tls: deps-bench
 	bash bench/tls-front.sh
 
 bench-wireguard: deps-bench
 	bash bench/wireguard.sh
+
+bench-streams: deps-bench
+	bash bench/streams.sh
 
 bench-derp: deps-bench
 	bash bench/derp.sh
