@@ -32,11 +32,14 @@ public final class MeshNode: Sendable {
 
         /// Carries out the device's outputs: transmit over UDP, answer pings, complete ours, deliver the rest.
         func handle(_ outputs: [WireGuardDevice.Output]) {
+            // Relayed datagrams go out per region in one batch (one hop, one flush); no link to a region: dropped,
+            // as UDP would, and WireGuard's timers retry.
+            var relayed: [Int: [(packet: ByteBuffer, destination: NodePublicKey)]] = [:]
+            defer { for (region, batch) in relayed { derpLinks[region]?.send(batch) } }
             for output in outputs {
                 switch output {
                 case .transmit(let datagram, .derp(let region, let node)):
-                    // No link to that region: dropped, as UDP would; WireGuard's timers retry.
-                    derpLinks[region]?.send(ByteBuffer(bytes: datagram), to: node)
+                    relayed[region, default: []].append((ByteBuffer(bytes: datagram), node))
                 case .transmit(let datagram, let endpoint):
                     guard let channel, let remote = endpoint.socketAddress else { continue }
                     let buffer = channel.allocator.buffer(bytes: datagram)

@@ -64,6 +64,25 @@ public final class DERPClient: Sendable {
         send(frame: .sendPacket(destination: destination, packet: packet))
     }
 
+    /// One hop to the connection's event loop and one flush for a burst of packets (a stream's window going out
+    /// at once); packets past the point the connection turns unwritable are dropped, as `send(_:to:)` drops.
+    public func send(_ packets: [(packet: ByteBuffer, destination: NodePublicKey)]) {
+        guard let channel = state.withLock({ $0.channel }) else {
+            packetsDropped.add(packets.count, ordering: .relaxed)
+            return
+        }
+        channel.eventLoop.execute {
+            for (index, (packet, destination)) in packets.enumerated() {
+                guard channel.isWritable else {
+                    self.packetsDropped.add(packets.count - index, ordering: .relaxed)
+                    break
+                }
+                channel.write(DERPFrame.sendPacket(destination: destination, packet: packet), promise: nil)
+            }
+            channel.flush()
+        }
+    }
+
     /// Writes any frame (mesh peers send WatchConns and ForwardPacket); same drop rule as `send(_:to:)`.
     @discardableResult
     public func send(frame: DERPFrame) -> Bool {

@@ -8,8 +8,16 @@ public protocol DERPLink: Sendable {
     /// Relays `packet` to `destination`; false when it was dropped (not connected, or backed up).
     @discardableResult
     func send(_ packet: ByteBuffer, to destination: NodePublicKey) -> Bool
+    /// Relays several packets at once; a link that writes to a socket flushes once for all of them.
+    func send(_ packets: [(packet: ByteBuffer, destination: NodePublicKey)])
     /// Keeps the link up until the task is cancelled, handing every event to `onEvent` in order.
     func run(_ onEvent: @escaping @Sendable (DERPClient.Event) -> Void) async
+}
+
+extension DERPLink {
+    public func send(_ packets: [(packet: ByteBuffer, destination: NodePublicKey)]) {
+        for (packet, destination) in packets { send(packet, to: destination) }
+    }
 }
 
 extension DERPClient: DERPLink {}
