@@ -44,12 +44,22 @@ public struct IPv6Header: Equatable, Sendable {
 
     /// Internet checksum over the IPv6 pseudo-header and `upperLayer` (RFC 8200 §8.1), for ICMPv6 and UDP.
     static func checksum(source: [UInt8], destination: [UInt8], nextHeader: UInt8, upperLayer: some Collection<UInt8>) -> UInt16 {
-        var sum: UInt32 = 0
+        // 64-bit accumulator: no carry handling per word; folded once at the end.
+        var sum: UInt64 = 0
         func add(_ bytes: some Collection<UInt8>) {
+            let contiguous: Void? = bytes.withContiguousStorageIfAvailable { buffer in
+                var index = 0
+                while index + 1 < buffer.count {
+                    sum &+= UInt64(buffer[index]) << 8 | UInt64(buffer[index + 1])
+                    index += 2
+                }
+                if index < buffer.count { sum &+= UInt64(buffer[index]) << 8 }
+            }
+            guard contiguous == nil else { return }
             var iterator = bytes.makeIterator()
             while let high = iterator.next() {
                 let low = iterator.next() ?? 0
-                sum &+= UInt32(high) << 8 | UInt32(low)
+                sum &+= UInt64(high) << 8 | UInt64(low)
             }
         }
         add(source)
@@ -125,19 +135,30 @@ public enum UDPDatagram {
         public var payload: [UInt8]
     }
 
-    public static func packet(source: MeshAddress, destination: MeshAddress, sourcePort: UInt16, destinationPort: UInt16, payload: [UInt8]) -> [UInt8] {
+    /// IPv6 header, UDP header and `payload` built in one array (one copy of the payload: this runs per packet).
+    public static func packet(source: MeshAddress, destination: MeshAddress, sourcePort: UInt16, destinationPort: UInt16,
+                              payload: some Collection<UInt8>) -> [UInt8] {
         let length = headerLength + payload.count
-        var segment: [UInt8] = [UInt8(sourcePort >> 8), UInt8(sourcePort & 0xff), UInt8(destinationPort >> 8), UInt8(destinationPort & 0xff),
-                                UInt8(length >> 8), UInt8(length & 0xff), 0, 0] + payload
-        var checksum = IPv6Header.checksum(source: source.bytes, destination: destination.bytes, nextHeader: nextHeader, upperLayer: segment)
+        var packet: [UInt8] = []
+        packet.reserveCapacity(IPv6Header.length + length)
+        packet += [0x60, 0, 0, 0, UInt8(length >> 8), UInt8(length & 0xff), nextHeader, 64]
+        packet += source.bytes
+        packet += destination.bytes
+        packet += [UInt8(sourcePort >> 8), UInt8(sourcePort & 0xff), UInt8(destinationPort >> 8), UInt8(destinationPort & 0xff),
+                   UInt8(length >> 8), UInt8(length & 0xff), 0, 0]
+        packet += payload
+        var checksum = IPv6Header.checksum(source: source.bytes, destination: destination.bytes, nextHeader: nextHeader,
+                                           upperLayer: packet[IPv6Header.length...])
         if checksum == 0 { checksum = 0xffff }  // zero means "no checksum", which IPv6 forbids
-        segment[6] = UInt8(checksum >> 8)
-        segment[7] = UInt8(checksum & 0xff)
-        return IPv6Header.packet(source: source, destination: destination, nextHeader: nextHeader, payload: segment)
+        packet[IPv6Header.length + 6] = UInt8(checksum >> 8)
+        packet[IPv6Header.length + 7] = UInt8(checksum & 0xff)
+        return packet
     }
 
-    /// The datagram in `packet`; nil if it is not UDP, is truncated, or fails its checksum.
-    public static func decode(_ packet: [UInt8]) -> Decoded? {
+    /// The datagram in `packet`; nil if it is not UDP, is truncated, or fails its checksum. `verifyChecksum:
+    /// false` is for packets WireGuard has just authenticated, whose bytes cannot have changed since the peer
+    /// computed the checksum (the mesh streams skip a pass over every payload this way).
+    public static func decode(_ packet: [UInt8], verifyChecksum: Bool = true) -> Decoded? {
         guard let header = IPv6Header(packet), header.nextHeader == nextHeader, header.totalLength <= packet.count,
             header.payloadLength >= headerLength, let source = MeshAddress(bytes: header.source),
             let destination = MeshAddress(bytes: header.destination)
@@ -146,7 +167,7 @@ public enum UDPDatagram {
         let s = segment.startIndex
         let length = Int(segment[s + 4]) << 8 | Int(segment[s + 5])
         guard length == segment.count, segment[s + 6] != 0 || segment[s + 7] != 0,
-            IPv6Header.checksum(source: header.source, destination: header.destination, nextHeader: nextHeader, upperLayer: segment) == 0
+            !verifyChecksum || IPv6Header.checksum(source: header.source, destination: header.destination, nextHeader: nextHeader, upperLayer: segment) == 0
         else { return nil }
         return Decoded(
             source: source, destination: destination,

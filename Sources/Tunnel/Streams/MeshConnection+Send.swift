@@ -5,6 +5,9 @@ import NIOCore
 extension MeshConnection {
     /// Most packets built in one pass before yielding the loop to reads.
     static let maxPacketsPerPass = 64
+    /// Packets due within this much of now go at once: a timer per packet would cost more than the burst
+    /// (a loop tick is tens of microseconds), and a millisecond's worth is far below any bottleneck queue.
+    static let pacingGranularity: Duration = .milliseconds(1)
 
     func needsSend() {
         guard !sendScheduled, !isClosed else { return }
@@ -26,7 +29,8 @@ extension MeshConnection {
             var eliciting = probesPending > 0 || loss.bytesInFlight + limits.maxDatagramSize <= congestion.window
             if !eliciting, hasElicitingWork { windowLimited = true }
             if eliciting, probesPending == 0,
-                let next = pacer.nextSendTime(bytes: limits.maxDatagramSize, now: now, window: congestion.window, rtt: rtt), next > now
+                let next = pacer.nextSendTime(bytes: limits.maxDatagramSize, now: now, window: congestion.window, rtt: rtt),
+                next > now + Self.pacingGranularity
             {
                 // Paced: ACKs may still go; the timer resumes sending when the bucket has refilled.
                 pacedUntil = next
