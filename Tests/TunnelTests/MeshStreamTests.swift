@@ -75,4 +75,28 @@ import Testing
         #expect(statistics.packetsLost > 0 && statistics.bytesRetransmitted > 0)
         #expect(pair.dropped > 0)
     }
+
+    /// More streams over time than the concurrent limit: MAX_STREAMS keeps raising it as streams finish, and
+    /// opening past the limit at once fails with `.tooManyStreams` instead of queueing without bound.
+    @Test func streamLimitRisesAsStreamsFinish() throws {
+        var parameters = MeshStreamTransport.Parameters()
+        parameters.maxConcurrentStreams = 16
+        let pair = StreamLinkPair(parameters: parameters)
+        _ = echoing(pair)
+        for round in 0..<5 {
+            var recorders: [StreamRecorder] = []
+            for _ in 0..<16 {
+                let (stream, recorder) = try pair.open(.tcp(port: 1))
+                stream.writeAndFlush(ByteBuffer(string: "round \(round)"), promise: nil)
+                stream.close(mode: .output, promise: nil)
+                recorders.append(recorder)
+            }
+            #expect(pair.run(for: .seconds(5)) { recorders.allSatisfy { $0.inactive } })
+            #expect(recorders.allSatisfy { $0.received == ByteBuffer(string: "round \(round)") })
+            // Wait for the peer's MAX_STREAMS before the next round.
+            #expect(pair.run(for: .seconds(1)) { pair.a.connections.values.first?.localStreamLimit == UInt64(16 * (round + 2)) })
+        }
+        for _ in 0..<16 { _ = try pair.open(.tcp(port: 1)) }
+        #expect(throws: MeshStreamError.tooManyStreams) { _ = try pair.open(.tcp(port: 1)) }
+    }
 }

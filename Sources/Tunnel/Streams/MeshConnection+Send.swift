@@ -124,6 +124,7 @@ extension MeshConnection {
         }
         if maxStreamsPending, room(buffer) >= largestControlFrame {
             StreamFrame.maxStreams(peerStreamLimit).encode(into: &buffer)
+            advertisedStreamLimit = peerStreamLimit
             frames.append(.maxStreams)
             maxStreamsPending = false
         }

@@ -72,6 +72,8 @@ final class MeshConnection: @unchecked Sendable {
     var openedByPeer: UInt64 = 0
     var peerStreamLimit: UInt64
     var maxStreamsPending = false
+    /// The stream limit the peer was last sent (MAX_STREAMS).
+    var advertisedStreamLimit: UInt64
     var sendQueue = CircularBuffer<UInt64>(initialCapacity: 16)
     var inSendQueue = Set<UInt64>()
     var retransmissions = CircularBuffer<PendingStreamData>(initialCapacity: 16)
@@ -105,6 +107,7 @@ final class MeshConnection: @unchecked Sendable {
         self.pacer = Pacer(limits: limits)
         self.localParity = localKey.bytes.lexicographicallyPrecedes(peer.bytes) ? 0 : 1
         (self.localStreamLimit, self.peerStreamLimit) = (parameters.maxConcurrentStreams, parameters.maxConcurrentStreams)
+        self.advertisedStreamLimit = parameters.maxConcurrentStreams
         self.connectionSendCredit = SendCredit(limit: parameters.connectionWindow)
         self.connectionReceiveCredit = ReceiveCredit(window: parameters.connectionWindow)
         let now = clock.now
@@ -344,6 +347,8 @@ final class MeshConnection: @unchecked Sendable {
         if stream.id & 0x1 != localParity {
             peerStreamLimit += 1
             maxStreamsPending = true
+            // Batched: a packet of its own only once an eighth of the limit has come free.
+            if peerStreamLimit - advertisedStreamLimit >= max(1, parameters.maxConcurrentStreams / 8) { needsSend() }
         }
     }
 
