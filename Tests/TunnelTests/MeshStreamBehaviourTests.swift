@@ -170,4 +170,36 @@ import Testing
         stream.writeAndFlush(ByteBuffer(string: "unharmed"), promise: nil)
         #expect(pair.run(for: .seconds(1)) { recorder.received == ByteBuffer(string: "unharmed") })
     }
+
+    /// A lost packet delays only the stream whose data it carried: the other stream's later data is delivered
+    /// first, and the lost bytes follow once recovery resends them.
+    @Test func lossDelaysOnlyItsStream() throws {
+        let pair = StreamLinkPair()
+        let accepted = listen(pair)
+        let (first, _) = try pair.open(.tcp(port: 3))
+        let (second, _) = try pair.open(.tcp(port: 4))
+        first.writeAndFlush(ByteBuffer(string: "hello"), promise: nil)
+        second.writeAndFlush(ByteBuffer(string: "hello"), promise: nil)
+        #expect(pair.run(for: .seconds(1)) { accepted.byPort[3]?.first?.received.readableBytes == 5 && accepted.byPort[4]?.first?.received.readableBytes == 5 })
+        // Drop the next packet that carries data of the first stream.
+        let firstID = (first as! MeshStreamChannel).id
+        var droppedOne = false
+        pair.tapAToB = { datagram in
+            var payload = datagram
+            guard !droppedOne, MeshStreamPacketHeader.decode(from: &payload) != nil,
+                let frames = try? StreamFrame.decodeAll(payload),
+                frames.contains(where: { if case .stream(let id, _, _, _) = $0 { id == firstID } else { false } })
+            else { return true }
+            droppedOne = true
+            return false
+        }
+        first.writeAndFlush(ByteBuffer(string: "-lost-and-resent"), promise: nil)
+        pair.loop.run()
+        second.writeAndFlush(ByteBuffer(string: "-on-time"), promise: nil)
+        pair.loop.run()
+        let firstReceiver = accepted.byPort[3]!.first!, secondReceiver = accepted.byPort[4]!.first!
+        #expect(pair.run(for: .seconds(1)) { secondReceiver.received.readableBytes == 5 + 8 })
+        #expect(droppedOne && firstReceiver.received.readableBytes == 5)
+        #expect(pair.run(for: .seconds(2)) { firstReceiver.received == ByteBuffer(string: "hello-lost-and-resent") })
+    }
 }
