@@ -202,4 +202,34 @@ import Testing
         #expect(droppedOne && firstReceiver.received.readableBytes == 5)
         #expect(pair.run(for: .seconds(2)) { firstReceiver.received == ByteBuffer(string: "hello-lost-and-resent") })
     }
+
+    /// Refused streams whose request and FIN arrived with the header give their bytes back to the connection
+    /// window; 120 of them (each request in the header's packet) through a 64 KiB window leave it open for the
+    /// next stream. Empty writes complete.
+    @Test func refusalsAndEmptyWritesLeakNothing() throws {
+        var parameters = MeshStreamTransport.Parameters()
+        (parameters.streamWindow, parameters.connectionWindow) = (32 << 10, 64 << 10)
+        let pair = StreamLinkPair(parameters: parameters)
+        let accepted = listen(pair)
+        for _ in 0..<120 {
+            // Request and FIN written by the initializer: they leave in the header's packet.
+            let recorder = StreamRecorder()
+            _ = pair.a.openStream(to: pair.keyB.publicKey, service: .pty) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(recorder)
+                    channel.writeAndFlush(ByteBuffer.pattern(1000, seed: 3), promise: nil)
+                    channel.close(mode: .output, promise: nil)
+                }
+            }
+            #expect(pair.run(for: .seconds(2)) { recorder.inactive })
+        }
+        let (stream, _) = try pair.open(.tcp(port: 5))
+        let empty = stream.write(ByteBuffer())
+        stream.writeAndFlush(ByteBuffer.pattern(200 << 10, seed: 4), promise: nil)
+        stream.close(mode: .output, promise: nil)
+        #expect(pair.run(for: .seconds(5)) { accepted.byPort[5]?.first?.inputClosed == true })
+        #expect(accepted.byPort[5]?.first?.received == ByteBuffer.pattern(200 << 10, seed: 4))
+        pair.loop.run()
+        #expect(throws: Never.self) { try empty.wait() }
+    }
 }

@@ -121,6 +121,20 @@ func hexBytes(_ hex: String) -> [UInt8] {
 }
 
 @Suite struct ReassemblyBufferTests {
+    /// A peer cutting a stream into slivers with gaps is refused past `maxChunks` pieces, before memory or
+    /// time run away; what arrived before still reads back once the gaps fill.
+    @Test func sliversAreBounded() throws {
+        var buffer = ReassemblyBuffer()
+        for index in 0..<ReassemblyBuffer.maxChunks {
+            try buffer.receive(ByteBuffer(bytes: [UInt8(truncatingIfNeeded: index)]), at: UInt64(index * 2 + 1), fin: false)
+        }
+        #expect(buffer.chunkCount == ReassemblyBuffer.maxChunks)
+        #expect(throws: StreamFrameError.self) { try buffer.receive(ByteBuffer(bytes: [0]), at: UInt64(ReassemblyBuffer.maxChunks * 2 + 1), fin: false) }
+        // The piece at the read offset is still accepted: it is readable at once (with the piece after it).
+        try buffer.receive(ByteBuffer(bytes: [0xaa]), at: 0, fin: false)
+        #expect(buffer.read()?.readableBytes == 2)
+    }
+
     /// Random data cut into random overlapping pieces, delivered shuffled and partly twice, reads back whole.
     @Test func reassemblesAnyOrder() async {
         await propertyCheck(count: 200, input: Gen.int(in: 1...4000), Gen.int(in: 1...60).array(of: 1...400)) { size, cuts in

@@ -5,6 +5,9 @@ import NIOCore
 extension MeshConnection {
     /// Most packets built in one pass before yielding the loop to reads.
     static let maxPacketsPerPass = 64
+    /// Ranges per ACK frame: the newest ones; older ones were reported before (their packets are long
+    /// acknowledged or declared lost), and a frame of 64 ranges would eat a tenth of a packet.
+    static let maxAckRanges = 16
     /// Packets due within this much of now go at once: a timer per packet would cost more than the burst
     /// (a loop tick is tens of microseconds), and a millisecond's worth is far below any bottleneck queue.
     static let pacingGranularity: Duration = .milliseconds(1)
@@ -78,7 +81,7 @@ extension MeshConnection {
         nextPacketNumber += 1
         MeshStreamPacketHeader(sourceEpoch: localEpoch, destinationEpoch: remoteEpoch, packetNumber: number).encode(into: &buffer)
         let headerEnd = buffer.writerIndex
-        if ackAvailable, let largestReceivedAt, let ack = AckFrame(received, delay: ackDelayField(since: largestReceivedAt, now: now)) {
+        if ackAvailable, let largestReceivedAt, let ack = AckFrame(received, delay: ackDelayField(since: largestReceivedAt, now: now), maxRanges: Self.maxAckRanges) {
             StreamFrame.ack(ack).encode(into: &buffer)
             (ackNow, unacknowledgedEliciting, ackDeadline) = (false, 0, nil)
         }
@@ -172,8 +175,11 @@ extension MeshConnection {
             guard space >= 0 else { return }
             let credit = Int(min(connectionSendCredit.available, UInt64(space)))
             guard let taken = stream.takeData(maxBytes: credit), taken.data.readableBytes > 0 || taken.fin else {
+                // No connection credit for this one (MAX_DATA will bring it back); a bare FIN behind it may go.
                 if connectionSendCredit.shouldReportBlocked() { control.append(.dataBlocked(connectionSendCredit.limit)) }
-                return  // no connection credit: MAX_DATA will bring us back
+                sendQueue.removeFirst()
+                sendQueue.append(id)
+                continue
             }
             connectionSendCredit.consume(UInt64(taken.data.readableBytes))
             write(PendingStreamData(id: id, offset: taken.offset, data: taken.data, fin: taken.fin), into: &buffer, frames: &frames)
@@ -213,8 +219,14 @@ extension MeshConnection {
         }
         if let ackDeadline { next = min(next, ackDeadline) }
         if let pacedUntil { next = min(next, pacedUntil) }
-        if !streams.isEmpty { next = min(next, lastSentAt + parameters.keepAliveInterval) }
+        if needsKeepAlive { next = min(next, lastSentAt + parameters.keepAliveInterval) }
         return next
+    }
+
+    /// PINGs keep a quiet connection alive while the application has a stream open. Not while packets are in
+    /// flight: probes already elicit answers then, and a full window could not send the PING anyway.
+    private var needsKeepAlive: Bool {
+        loss.bytesInFlight == 0 && streams.values.contains { $0.isOpenForApplication }
     }
 
     /// Schedules the timer for the next deadline, unless one already fires sooner (it re-arms when it fires).
@@ -247,7 +259,7 @@ extension MeshConnection {
             probesPending = 2
         }
         if let ackDeadline, now >= ackDeadline { ackNow = true }
-        if !streams.isEmpty, now >= lastSentAt + parameters.keepAliveInterval { pingPending = true }
+        if needsKeepAlive, now >= lastSentAt + parameters.keepAliveInterval { pingPending = true }
         sendPending()
     }
 }

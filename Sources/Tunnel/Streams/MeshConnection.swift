@@ -219,6 +219,9 @@ final class MeshConnection: @unchecked Sendable {
             guard finalSize >= highest, stream.reassembly.finalSize.map({ $0 == finalSize }) ?? true else {
                 throw ProtocolViolation(code: .finalSize, reason: "stream \(id) reset with a final size below its data")
             }
+            do { try stream.receiveCredit.received(upTo: finalSize) } catch {
+                throw ProtocolViolation(code: .flowControl, reason: "stream \(id) reset past its flow-control limit")
+            }
             connectionReceived += finalSize - highest
             do { try connectionReceiveCredit.received(upTo: connectionReceived) } catch {
                 throw ProtocolViolation(code: .flowControl, reason: "stream \(id) reset past the connection's limit")

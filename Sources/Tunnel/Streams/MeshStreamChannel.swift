@@ -188,6 +188,11 @@ final class MeshStreamChannel: Channel, ChannelCore, @unchecked Sendable {
         unflushed.mark()
         guard unflushed.hasMark else { return }
         while unflushed.hasMark, let (buffer, promise) = unflushed.popFirst() {
+            guard buffer.readableBytes > 0 else {
+                // Nothing to send: done now (an empty entry in the queue would look like a stall).
+                promise?.succeed(())
+                continue
+            }
             queued.append((buffer, promise))
             queuedBytes += buffer.readableBytes
         }
@@ -195,6 +200,7 @@ final class MeshStreamChannel: Channel, ChannelCore, @unchecked Sendable {
     }
 
     func read0() {
+        guard lifecycle != .closed else { return }
         unsatisfiedRead = true
         pullInbound()
     }
@@ -219,6 +225,13 @@ final class MeshStreamChannel: Channel, ChannelCore, @unchecked Sendable {
                 promise?.fail(ChannelError.alreadyClosed)
                 return
             }
+            guard lifecycle == .active else {
+                // Closed before it ever went active (its initializer is still running): nothing of ours was
+                // sent that a FIN could end cleanly, so abort.
+                abort(code: 0, error: nil)
+                promise?.succeed(())
+                return
+            }
             // TCP-like: what was flushed still goes out, followed by FIN; unread input is refused.
             if !finQueued, !resetSent {
                 failUnflushed(ChannelError.ioOnClosedChannel)
@@ -236,7 +249,7 @@ final class MeshStreamChannel: Channel, ChannelCore, @unchecked Sendable {
             promise?.fail(ChannelError.operationUnsupported)
             return
         }
-        abort(code: code, error: nil)
+        abort(code: min(code, VarInt.maximum), error: nil)
         promise?.succeed(())
     }
 
@@ -262,7 +275,12 @@ final class MeshStreamChannel: Channel, ChannelCore, @unchecked Sendable {
     private func stopReceiving(code: UInt64, notifyPeer: Bool = true) {
         guard !stopSendingSent, !resetReceived, !reassembly.isComplete || pendingRead != nil else { return }
         stopSendingSent = true
-        pendingRead = nil
+        // What is dropped unread still counts as consumed, or the connection's credit would leak.
+        if let dropped = pendingRead.take() { consume(dropped.readableBytes) }
+        if !preambleDone {
+            consume(preamble.readableBytes)
+            preamble.clear()
+        }
         discardReceived()
         if notifyPeer, reassembly.finalSize == nil { connection.sendStopSending(self, code: code) }
         connection.streamStateChanged(self)
@@ -362,17 +380,25 @@ final class MeshStreamChannel: Channel, ChannelCore, @unchecked Sendable {
         guard hasSendableData else { return nil }
         let offset = sendOffset
         let limit = min(maxBytes, Int(min(sendCredit.available, UInt64(Int.max))))
-        var data = allocator.buffer(capacity: 0)
-        if limit > 0, case (var first, let promise)? = queued.first {
-            if first.readableBytes <= limit {
+        // Gather queued writes up to the limit, so small writes (a header, then a body) share one frame; a
+        // single buffer goes as it is, without a copy.
+        var gathered: ByteBuffer?
+        var written: [EventLoopPromise<Void>] = []
+        var room = limit
+        while room > 0, case (var first, let promise)? = queued.first {
+            let piece: ByteBuffer
+            if first.readableBytes <= room {
                 queued.removeFirst()
-                data = first
-                promise?.succeed(())
+                piece = first
+                if let promise { written.append(promise) }
             } else {
-                data = first.readSlice(length: limit)!
+                piece = first.readSlice(length: room)!
                 queued[queued.startIndex] = (first, promise)
             }
+            room -= piece.readableBytes
+            if gathered == nil { gathered = piece } else { gathered!.writeImmutableBuffer(piece) }
         }
+        let data = gathered ?? allocator.buffer(capacity: 0)
         queuedBytes -= data.readableBytes
         bufferedBytes -= data.readableBytes
         sendOffset += UInt64(data.readableBytes)
@@ -380,6 +406,8 @@ final class MeshStreamChannel: Channel, ChannelCore, @unchecked Sendable {
         let fin = finQueued && queuedBytes == 0
         if fin { finSent = true }
         updateWritability()
+        // Last: the promises' callbacks may write, close or reset this stream, and must see the state above.
+        for promise in written { promise.succeed(()) }
         return (offset, data, fin)
     }
 
@@ -521,6 +549,8 @@ final class MeshStreamChannel: Channel, ChannelCore, @unchecked Sendable {
     /// Nothing more will be received: the final size is known and every byte was delivered or discarded.
     var receiveFinished: Bool { resetReceived || (reassembly.isComplete && pendingRead == nil) }
     var isClosed: Bool { lifecycle == .closed }
+    /// Open to the application: its connection keeps the peer alive with PINGs for it.
+    var isOpenForApplication: Bool { lifecycle == .active }
 }
 
 extension MeshStreamChannel: CustomStringConvertible {

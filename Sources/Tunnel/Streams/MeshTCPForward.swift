@@ -26,9 +26,16 @@ public struct MeshTCPForward: Sendable {
                     stream.eventLoop.makeFailedFuture(MeshTCPForwardError.connectFailed(host: host, port: port, cause: "\(error)"))
                 }
                 .flatMapThrowing { socket in
-                    let (streamSide, socketSide) = SpliceHandler.pair()
-                    try stream.pipeline.syncOperations.addHandler(streamSide)
-                    try socket.pipeline.syncOperations.addHandler(socketSide)
+                    // The stream may have been reset while we connected: the socket must not outlive it.
+                    stream.closeFuture.whenComplete { _ in socket.close(promise: nil) }
+                    do {
+                        let (streamSide, socketSide) = SpliceHandler.pair()
+                        try stream.pipeline.syncOperations.addHandler(streamSide)
+                        try socket.pipeline.syncOperations.addHandler(socketSide)
+                    } catch {
+                        socket.close(promise: nil)
+                        throw error
+                    }
                 }
         }
     }
@@ -80,8 +87,12 @@ public final class SpliceHandler: ChannelDuplexHandler {
     }
 
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if case .inputClosed = event as? ChannelEvent {
-            partner?.context?.close(mode: .output, promise: nil)
+        if case .inputClosed = event as? ChannelEvent, let partnerContext = partner?.context {
+            // After the writes already handed over: a socket turns close(mode: .output) into a full close
+            // once its own input has ended, which would drop bytes still pending.
+            let done = partnerContext.eventLoop.makePromise(of: Void.self)
+            partnerContext.writeAndFlush(wrapOutboundOut(partnerContext.channel.allocator.buffer(capacity: 0)), promise: done)
+            done.futureResult.assumeIsolated().whenComplete { _ in partnerContext.close(mode: .output, promise: nil) }
         }
         context.fireUserInboundEventTriggered(event)
     }

@@ -124,10 +124,10 @@ public struct AckFrame: Equatable, Sendable {
         (self.ranges, self.delay) = (ranges, delay)
     }
 
-    /// The ranges of `received`, newest first.
-    public init?(_ received: PacketNumberSet, delay: UInt64) {
+    /// The ranges of `received`, newest first, at most `maxRanges` of them.
+    public init?(_ received: PacketNumberSet, delay: UInt64, maxRanges: Int = .max) {
         guard !received.ranges.isEmpty else { return nil }
-        self.init(ranges: received.ranges.reversed(), delay: delay)
+        self.init(ranges: received.ranges.suffix(maxRanges).reversed(), delay: delay)
     }
 
     public var largest: UInt64 { ranges[0].upperBound }
