@@ -336,6 +336,19 @@ let limits1200 = CongestionLimits(maxDatagramSize: 1200)
         #expect(paced >= .microseconds(79_190) && paced <= .microseconds(79_210))
     }
 
+    /// A controller's own rate replaces 1.25 × window / RTT, even before an RTT sample: after the bucket,
+    /// one datagram per 1200 / 1.2 MB/s = 1 ms, whatever the window.
+    @Test func rateOverride() {
+        var pacer = Pacer(limits: limits1200)
+        let start = ContinuousClock.now
+        var now = start
+        for _ in 0..<20 {
+            if let next = pacer.nextSendTime(bytes: 1200, now: now, window: 1_000_000, rtt: RTTEstimator(), rate: 1_200_000) { now = next }
+            pacer.sent(bytes: 1200, now: now, window: 1_000_000, rtt: RTTEstimator(), rate: 1_200_000)
+        }
+        #expect(abs((now - start).inSeconds - 0.010) < 1e-8)
+    }
+
     /// After an idle spell, however long and however large the window, only the bucket (the initial window)
     /// may go at once.
     @Test(arguments: [12_000, 1_000_000, 100_000_000])
