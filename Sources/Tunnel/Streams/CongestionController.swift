@@ -93,11 +93,13 @@ public struct NewReno: CongestionController {
 public enum CongestionAlgorithm: String, Sendable, CaseIterable {
     case newReno = "newreno"
     case cubic
+    case bbr
 
     public func makeController(limits: CongestionLimits) -> any CongestionController {
         switch self {
         case .newReno: NewReno(limits: limits)
         case .cubic: Cubic(limits: limits)
+        case .bbr: BBR(limits: limits)
         }
     }
 }
