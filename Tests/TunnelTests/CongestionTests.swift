@@ -255,9 +255,10 @@ let limits1200 = CongestionLimits(maxDatagramSize: 1200)
 
 /// Invariants of both controllers under any sequence of events, against a model of RFC 9002's recovery
 /// period: never below the minimum window, never shrinking on an ACK, never growing on a loss, an app-limited
-/// ACK or an ACK of a packet sent before the recovery period began.
+/// ACK or an ACK of a packet sent before the recovery period began. BBR is model-based (its window follows the
+/// bandwidth estimate, up or down, on any ACK) and has invariants of its own in `BBRTests`.
 @Suite struct CongestionInvariantTests {
-    @Test(arguments: CongestionAlgorithm.allCases)
+    @Test(arguments: [CongestionAlgorithm.newReno, .cubic])
     func invariants(algorithm: CongestionAlgorithm) async {
         await propertyCheck(count: 200, input: Gen.int(in: 0...(1 << 40)).array(of: 1...400)) { events in
             var controller = algorithm.makeController(limits: limits1200)
@@ -334,6 +335,19 @@ let limits1200 = CongestionLimits(maxDatagramSize: 1200)
         // 99 gaps of 0.8 ms.
         let paced = sendTimes.last! - sendTimes[10]
         #expect(paced >= .microseconds(79_190) && paced <= .microseconds(79_210))
+    }
+
+    /// A controller's own rate replaces 1.25 × window / RTT, even before an RTT sample: after the bucket,
+    /// one datagram per 1200 / 1.2 MB/s = 1 ms, whatever the window.
+    @Test func rateOverride() {
+        var pacer = Pacer(limits: limits1200)
+        let start = ContinuousClock.now
+        var now = start
+        for _ in 0..<20 {
+            if let next = pacer.nextSendTime(bytes: 1200, now: now, window: 1_000_000, rtt: RTTEstimator(), rate: 1_200_000) { now = next }
+            pacer.sent(bytes: 1200, now: now, window: 1_000_000, rtt: RTTEstimator(), rate: 1_200_000)
+        }
+        #expect(abs((now - start).inSeconds - 0.010) < 1e-8)
     }
 
     /// After an idle spell, however long and however large the window, only the bucket (the initial window)

@@ -13,6 +13,19 @@ public protocol CongestionController: Sendable {
     mutating func congestionEvent(sentAt: ContinuousClock.Instant, now: ContinuousClock.Instant)
     /// Every packet over a span longer than the persistent-congestion duration was lost (§7.6).
     mutating func persistentCongestion()
+    /// One ack-eliciting packet of `bytes`, sent at `sentAt`, was declared lost at `now`. Called for each lost
+    /// packet before the `congestionEvent` of the same ACK (or probe timeout), so a controller can weigh how
+    /// much of a round trip was lost rather than only that something was.
+    mutating func lost(bytes: Int, sentAt: ContinuousClock.Instant, now: ContinuousClock.Instant)
+    /// Bytes per second the pacer should send at; nil: derive it from the window and the smoothed RTT.
+    var pacingRate: Double? { get }
+}
+
+extension CongestionController {
+    /// Loss-based controllers react to `congestionEvent` alone.
+    public mutating func lost(bytes: Int, sentAt: ContinuousClock.Instant, now: ContinuousClock.Instant) {}
+    /// Loss-based controllers pace at the pacer's own 1.25 × window / smoothed RTT.
+    public var pacingRate: Double? { nil }
 }
 
 /// The window limits of RFC 9002 §7.2 for a given datagram size.
@@ -80,11 +93,13 @@ public struct NewReno: CongestionController {
 public enum CongestionAlgorithm: String, Sendable, CaseIterable {
     case newReno = "newreno"
     case cubic
+    case bbr
 
     public func makeController(limits: CongestionLimits) -> any CongestionController {
         switch self {
         case .newReno: NewReno(limits: limits)
         case .cubic: Cubic(limits: limits)
+        case .bbr: BBR(limits: limits)
         }
     }
 }
