@@ -52,9 +52,11 @@ import Testing
     }
 
     /// 40 concurrent streams of random sizes through 5 % loss, 5 % reordering and 5 % duplication come back
-    /// byte-identical, and recovery really happened.
-    @Test func integrityUnderFaults() throws {
-        let pair = StreamLinkPair(seed: 11)
+    /// byte-identical, and recovery really happened, with every congestion controller.
+    @Test(arguments: CongestionAlgorithm.allCases) func integrityUnderFaults(algorithm: CongestionAlgorithm) throws {
+        var parameters = MeshStreamTransport.Parameters()
+        parameters.congestion = algorithm
+        let pair = StreamLinkPair(parameters: parameters, seed: 11)
         (pair.loss, pair.reorder, pair.duplicate) = (0.05, 0.05, 0.05)
         _ = echoing(pair)
         var rng = SplitMix(seed: 99)

@@ -30,9 +30,8 @@ extension MeshConnection {
         pacedUntil = nil
         while datagrams.count < Self.maxPacketsPerPass {
             var eliciting = probesPending > 0 || loss.bytesInFlight + limits.maxDatagramSize <= congestion.window
-            if !eliciting, hasElicitingWork { windowLimited = true }
             if eliciting, probesPending == 0,
-                let next = pacer.nextSendTime(bytes: limits.maxDatagramSize, now: now, window: congestion.window, rtt: rtt),
+                let next = pacer.nextSendTime(bytes: limits.maxDatagramSize, now: now, window: congestion.window, rtt: rtt, rate: congestion.pacingRate),
                 next > now + Self.pacingGranularity
             {
                 // Paced: ACKs may still go; the timer resumes sending when the bucket has refilled.
@@ -43,7 +42,13 @@ extension MeshConnection {
             datagrams.append(packet)
             if probesPending > 0 { probesPending -= 1 }
         }
-        if pacedUntil == nil, !hasElicitingWork { windowLimited = false }
+        // RFC 9002 §7.8: under-using the window says nothing about the path, unless the window or the pacer held
+        // us back; only running out of data makes the sender application-limited.
+        if pacedUntil != nil || loss.bytesInFlight + limits.maxDatagramSize > congestion.window {
+            applicationLimited = false
+        } else if !hasElicitingWork {
+            applicationLimited = true
+        }
         if datagrams.count == Self.maxPacketsPerPass { needsSend() }
         if !datagrams.isEmpty {
             lastSentAt = now
@@ -106,7 +111,7 @@ extension MeshConnection {
             (idleStart, sentSinceReceive) = (now, true)
         }
         congestion.sent(bytes: buffer.readableBytes, now: now)
-        pacer.sent(bytes: buffer.readableBytes, now: now, window: congestion.window, rtt: rtt)
+        pacer.sent(bytes: buffer.readableBytes, now: now, window: congestion.window, rtt: rtt, rate: congestion.pacingRate)
         return buffer
     }
 

@@ -49,8 +49,9 @@ final class MeshConnection: @unchecked Sendable {
     var pacer: Pacer
     /// Set when the pacer held back an ack-eliciting packet: when to try again.
     var pacedUntil: ContinuousClock.Instant?
-    /// The window, not the application, limited the last send (RFC 9002 §7.8: only then may it grow).
-    var windowLimited = false
+    /// The sender ran out of data (rather than window or pacing) in its last pass: acknowledgements then say
+    /// nothing about spare capacity (RFC 9002 §7.8).
+    var applicationLimited = true
     var probeCount = 0
     var probesPending = 0
     var pingPending = false
@@ -271,7 +272,7 @@ final class MeshConnection: @unchecked Sendable {
             rtt.add(sample: sample, ackDelay: delay, maxAckDelay: parameters.maxAckDelay)
         }
         for packet in result.acknowledged {
-            congestion.acknowledged(bytes: packet.bytes, sentAt: packet.sentAt, now: now, rtt: rtt, appLimited: !windowLimited)
+            congestion.acknowledged(bytes: packet.bytes, sentAt: packet.sentAt, now: now, rtt: rtt, appLimited: applicationLimited)
             for case .stream(let sent) in packet.payload {
                 streams[sent.id]?.acknowledged(bytes: sent.data.readableBytes, fin: sent.fin)
             }
@@ -298,6 +299,7 @@ final class MeshConnection: @unchecked Sendable {
                 }
             }
         }
+        for packet in packets { congestion.lost(bytes: packet.bytes, sentAt: packet.sentAt, now: now) }
         congestion.congestionEvent(sentAt: newest.sentAt, now: now)
         // Persistent congestion (RFC 9002 §7.6): losses spanning three probe timeouts.
         let span = rtt.probeTimeout(maxAckDelay: parameters.maxAckDelay) * 3
