@@ -35,9 +35,12 @@ done
 trap wgn_cleanup EXIT
 trap 'exit 130' INT TERM  # through the EXIT trap, so cleanup runs on ^C and kill too
 
-echo "== building meshgate-bench (release)"
-swift build -c release --product meshgate-bench >/dev/null
-BENCH=$PWD/.build/release/meshgate-bench
+# MESHGATE_BENCH_BIN: a meshgate-bench already built in release (skips the build).
+if [ -z "${MESHGATE_BENCH_BIN:-}" ]; then
+  echo "== building meshgate-bench (release)"
+  swift build -c release --product meshgate-bench >/dev/null
+fi
+BENCH=${MESHGATE_BENCH_BIN:-$PWD/.build/release/meshgate-bench}
 
 echo "== namespaces $WGN_NS1 and $WGN_NS2, wireguard-go $WGN_WG1 ⇄ $WGN_WG2 (MTU $WGN_MTU)"
 wgn_setup

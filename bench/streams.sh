@@ -18,9 +18,12 @@ load=$(cut -d' ' -f1-3 /proc/loadavg)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-echo "== building meshgate-bench (release)"
-swift build -c release --product meshgate-bench >/dev/null
-BENCH=$PWD/.build/release/meshgate-bench
+# MESHGATE_BENCH_BIN: a meshgate-bench already built in release (skips the build).
+if [ -z "${MESHGATE_BENCH_BIN:-}" ]; then
+  echo "== building meshgate-bench (release)"
+  swift build -c release --product meshgate-bench >/dev/null
+fi
+BENCH=${MESHGATE_BENCH_BIN:-$PWD/.build/release/meshgate-bench}
 
 echo "== kernel TCP over wireguard-go (bench/kernel-tcp.sh)"
 bash bench/kernel-tcp.sh | tee "$work/kernel.log"

@@ -46,7 +46,7 @@ public enum MeshStreamTransport {
         /// While streams are open, a PING is sent after this long without sending, so a live peer keeps
         /// answering and an idle terminal is not mistaken for a dead peer.
         public var keepAliveInterval: Duration = .seconds(10)
-        public var congestion: CongestionAlgorithm = .cubic
+        public var congestion: CongestionAlgorithm = .bbr
 
         public init() {}
     }

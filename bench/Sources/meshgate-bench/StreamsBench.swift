@@ -16,7 +16,7 @@ enum StreamsBench {
     struct Options {
         var bytes = 200 << 20
         var requests = 2000
-        var congestion = CongestionAlgorithm.cubic
+        var congestion = MeshStreamTransport.Parameters().congestion
         var timeout: Duration = .seconds(300)
         /// When set, the nodes talk through an in-process impairment relay with this configuration each way.
         var impairment: Impairment.Configuration?
