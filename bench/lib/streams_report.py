@@ -69,4 +69,6 @@ for label, runs, key in (("loopback / direct", direct, "rr_direct"), ("50 ms RTT
         if "rr_p50_us" in run:
             out.append(f"| {label} | {run['rr_p50_us'] / 1000:.3f} / {run['rr_p99_us'] / 1000:.3f} ms ({cc}, {run['rr_count']} round trips) | "
                        f"{kp50 / 1000:.3f} / {kp99 / 1000:.3f} ms | {ratio(run['rr_p50_us'], kp50)} |")
+out.append("")
+out.append("Choice of controller: BBR is the default. Under random loss a loss-based controller is held to the Mathis bound (CUBIC and NewReno land at kernel CUBIC's 2.5 Mbit/s), while BBR keeps its rate; on loopback it gives up some throughput to pacing and its smaller window. p99 under loss is one RTT plus a probe timeout (~180 ms) for meshgate and a TCP RTO (≥ 200 ms) for the kernel.")
 print("\n".join(out))
