@@ -46,8 +46,10 @@ public struct LossDetector<Payload: Sendable>: Sendable {
         public var rttSample: Duration?
     }
 
-    /// Processes an ACK frame: removes what it covers, then declares lost what the new state implies.
-    public mutating func acknowledge(_ ack: AckFrame, now: ContinuousClock.Instant, rtt: RTTEstimator) -> AckResult {
+    /// Processes an ACK frame: removes what it covers, then declares lost what the new state implies. A caller
+    /// that first feeds the RTT sample to its estimator passes `detectLoss: false` and calls `detectLost` with the
+    /// updated loss delay (RFC 9002 §6.1.2 uses the RTT including this sample).
+    public mutating func acknowledge(_ ack: AckFrame, now: ContinuousClock.Instant, rtt: RTTEstimator, detectLoss: Bool = true) -> AckResult {
         var result = AckResult()
         for range in ack.ranges.reversed() {
             var index = firstIndex(atLeast: range.lowerBound)
@@ -64,7 +66,7 @@ public struct LossDetector<Payload: Sendable>: Sendable {
             result.rttSample = now - newest.sentAt
         }
         largestAcknowledged = max(largestAcknowledged ?? 0, ack.largest)
-        result.lost = detectLost(now: now, lossDelay: rtt.lossDelay)
+        if detectLoss { result.lost = detectLost(now: now, lossDelay: rtt.lossDelay) }
         compact()
         return result
     }

@@ -266,11 +266,12 @@ final class MeshConnection: @unchecked Sendable {
 
     private func acknowledge(_ ack: AckFrame, now: ContinuousClock.Instant) {
         guard ack.largest < nextPacketNumber else { return }  // acknowledges what we never sent: ignore
-        let result = loss.acknowledge(ack, now: now, rtt: rtt)
+        var result = loss.acknowledge(ack, now: now, rtt: rtt, detectLoss: false)
         if let sample = result.rttSample {
             let delay = Duration.microseconds(Int64(clamping: ack.delay << MeshStreamTransport.ackDelayExponent))
             rtt.add(sample: sample, ackDelay: delay, maxAckDelay: parameters.maxAckDelay)
         }
+        result.lost = loss.detectLost(now: now, lossDelay: rtt.lossDelay)
         for packet in result.acknowledged {
             congestion.acknowledged(bytes: packet.bytes, sentAt: packet.sentAt, now: now, rtt: rtt, appLimited: applicationLimited)
             for case .stream(let sent) in packet.payload {
