@@ -40,6 +40,12 @@ struct ServerRunner {
             derp = DERPService(server: relay, meshPeers: peers)
             logger.info("DERP relay enabled", metadata: ["derp.server_key": "\(key.publicKey.shortForm)", "derp.mesh_peers": "\(peers.map(\.url))"])
         }
+        // The gateway's own mesh node, on its relay in-process: how it will reach agents behind any NAT.
+        var mesh: GatewayMesh?
+        if let relay = derp?.server {
+            let nodeKey = try NodePrivateKey.loadOrCreate(path: configuration.dataDirectory + "/node.key")
+            mesh = try await GatewayMesh.start(privateKey: nodeKey, address: .random(), relay: relay, region: DERPMap.embeddedRegionID, logger: logger)
+        }
         let certificates: TLSCertificateStore?
         do {
             certificates = try configuration.tlsAddress.map { _ in try TLSCertificateStore(source: configuration.certificateSource, logger: logger) }
@@ -72,7 +78,7 @@ struct ServerRunner {
                 developmentAccount.printBanner(accessURL: configuration.accessURL, fingerprint: server.certificates?.currentFingerprint)
             }
         }
-        var groupConfiguration = ServiceGroupConfiguration(services: services + [derpMap], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        var groupConfiguration = ServiceGroupConfiguration(services: services + [derpMap] + (mesh.map { [$0] } ?? []), gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         groupConfiguration.maximumGracefulShutdownDuration = GatewayServer.shutdownGracePeriod
         let group = ServiceGroup(configuration: groupConfiguration)
         try await group.run()

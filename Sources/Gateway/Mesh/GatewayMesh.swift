@@ -1,0 +1,44 @@
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Tunnel
+
+/// The gateway as a mesh node: a `MeshNode` whose path to agents is its own DERP relay, in-process (no TLS, no
+/// TCP), so it reaches any agent that is logged in to the relay, behind any NAT. It is the `MeshDialer` the app
+/// proxy and the terminal use. Runs as a service: the relay link lives until graceful shutdown.
+public final class GatewayMesh: Service, MeshDialer {
+    public let node: MeshNode
+    private let relay: DERPServer?
+    private let region: Int
+    private let logger: Logger
+
+    private init(node: MeshNode, relay: DERPServer?, region: Int, logger: Logger) {
+        (self.node, self.relay, self.region, self.logger) = (node, relay, region, logger)
+    }
+
+    /// Starts the node (UDP on an ephemeral port, for direct paths later) with the gateway's key and address.
+    public static func start(privateKey: NodePrivateKey, address: MeshAddress, relay: DERPServer?, region: Int, logger: Logger) async throws -> GatewayMesh {
+        let node = try await MeshNode.start(privateKey: privateKey, address: address)
+        return GatewayMesh(node: node, relay: relay, region: region, logger: logger)
+    }
+
+    /// This node as peers must know it.
+    public var peer: MeshPeer { MeshPeer(key: node.privateKey.publicKey, address: node.address, homeRegion: relay == nil ? nil : region) }
+
+    public func run() async throws {
+        logger.info("gateway mesh node up", metadata: ["mesh.node_key": "\(node.privateKey.publicKey.shortForm)", "mesh.address": "\(node.address)"])
+        if let relay {
+            let link = DERPInProcessClient(server: relay, privateKey: node.privateKey)
+            await cancelWhenGracefulShutdown { await self.node.runDERP(link, region: self.region) }
+        } else {
+            try? await gracefulShutdown()
+        }
+        try await node.close()
+    }
+
+    public func openStream<Output: Sendable>(
+        to peer: MeshPeer, service: MeshService, initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Output>
+    ) async throws -> Output {
+        try await node.openStream(to: peer, service: service, initializer: initializer)
+    }
+}

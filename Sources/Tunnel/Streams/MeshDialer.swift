@@ -1,0 +1,44 @@
+import NIOCore
+
+/// A node as the coordinator describes it: enough to reach it over the mesh.
+public struct MeshPeer: Hashable, Sendable {
+    public var key: NodePublicKey
+    public var address: MeshAddress
+    /// Its home DERP region: the path until a direct one is known.
+    public var homeRegion: Int?
+
+    public init(key: NodePublicKey, address: MeshAddress, homeRegion: Int?) {
+        (self.key, self.address, self.homeRegion) = (key, address, homeRegion)
+    }
+}
+
+/// The one seam between code that wants a byte stream to a service of a node (the app proxy, the terminal) and
+/// the mesh: open a stream to `service` on `peer`, its pipeline set up by `initializer` before anything is sent.
+public protocol MeshDialer: Sendable {
+    func openStream<Output: Sendable>(
+        to peer: MeshPeer, service: MeshService, initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Output>
+    ) async throws -> Output
+}
+
+extension MeshNode: MeshDialer {
+    public func openStream<Output: Sendable>(
+        to peer: MeshPeer, service: MeshService, initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Output>
+    ) async throws -> Output {
+        try await ensurePeer(peer)
+        return try await openStream(to: peer.key, service: service, initializer: initializer)
+    }
+
+    /// Makes `peer` known to WireGuard: its address as allowed IP, and its home region as the path when no
+    /// endpoint is known yet. Does nothing for a peer already configured that way.
+    public func ensurePeer(_ peer: MeshPeer) async throws {
+        try await onLoop { state in
+            let device = state.device
+            if device.meshAddress(of: peer.key) != peer.address {
+                device.addPeer(peer.key, allowedIPs: [MeshPrefix(peer.address, length: 128)!])
+            }
+            if device.endpoint(of: peer.key) == nil, let region = peer.homeRegion {
+                device.setEndpoint(.derp(region: region, node: peer.key), for: peer.key)
+            }
+        }
+    }
+}
