@@ -46,27 +46,9 @@ import Tunnel
 
     /// B echoes a stream; A sends `size` bytes, closes its output, and gets them all back.
     func expectEcho(of size: Int, from a: MeshNode, to b: MeshNode) async throws {
-        try await b.listen { _ in .accept { $0.pipeline.addHandler(EchoHandler()) } }
-        let stream = try await a.openStream(to: b.privateKey.publicKey, service: .other("echo")) { channel in
-            channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true)) }
-        }
-        let sent = ByteBuffer(bytes: (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31) })
-        let received = try await stream.executeThenClose { inbound, outbound in
-            try await outbound.write(sent)
-            outbound.finish()
-            var received = ByteBuffer()
-            for try await var chunk in inbound { received.writeBuffer(&chunk) }
-            return received
-        }
-        #expect(received == sent)
-    }
-
-    final class EchoHandler: ChannelInboundHandler, Sendable {
-        typealias InboundIn = ByteBuffer
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) { context.write(data, promise: nil) }
-        func channelReadComplete(context: ChannelHandlerContext) { context.flush() }
-        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-            if case .inputClosed = event as? ChannelEvent { context.close(mode: .output, promise: nil) }
+        try await b.listen { _ in .accept { $0.pipeline.addHandler(EchoUntilEnd()) } }
+        try await expectEchoRoundTrip(of: size) { initializer in
+            try await a.openStream(to: b.privateKey.publicKey, service: .other("echo"), initializer: initializer)
         }
     }
 

@@ -29,20 +29,9 @@ import Tunnel
                 tasks.addTask { try await meshService.run() }
                 tasks.addTask { await agent.runDERP(agentLink, region: region) }
                 try await eventually("both nodes on the relay") { relay.clientCount == 2 }
-                let stream = try await mesh.openStream(to: agentPeer, service: .tcp(port: UInt16(echo.localAddress!.port!))) { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
-                    }
+                try await expectEchoRoundTrip(of: 200_000) { initializer in
+                    try await mesh.openStream(to: agentPeer, service: .tcp(port: UInt16(echo.localAddress!.port!)), initializer: initializer)
                 }
-                let sent = ByteBuffer(bytes: (0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* 7) })
-                let received = try await stream.executeThenClose { inbound, outbound in
-                    try await outbound.write(sent)
-                    outbound.finish()
-                    var received = ByteBuffer()
-                    for try await var chunk in inbound { received.writeBuffer(&chunk) }
-                    return received
-                }
-                #expect(received == sent)
                 await meshService.triggerGracefulShutdown()
                 tasks.cancelAll()
             }
@@ -50,6 +39,28 @@ import Tunnel
         }
         try await echo.close()
     }
+}
+
+/// Opens a stream with `open`, sends `size` bytes, closes its output, and expects them all back (the far end
+/// echoes until the input ends).
+func expectEchoRoundTrip(
+    of size: Int,
+    _ open: (@escaping @Sendable (any Channel) -> EventLoopFuture<NIOAsyncChannel<ByteBuffer, ByteBuffer>>) async throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer>
+) async throws {
+    let stream = try await open { channel in
+        channel.eventLoop.makeCompletedFuture {
+            try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
+        }
+    }
+    let sent = ByteBuffer(bytes: (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+    let received = try await stream.executeThenClose { inbound, outbound in
+        try await outbound.write(sent)
+        outbound.finish()
+        var received = ByteBuffer()
+        for try await var chunk in inbound { received.writeBuffer(&chunk) }
+        return received
+    }
+    #expect(received == sent)
 }
 
 /// Echoes, and half-closes its output when the input ends.
