@@ -18,6 +18,7 @@ enum StreamsBench {
         var requests = 2000
         var congestion = MeshStreamTransport.Parameters().congestion
         var timeout: Duration = .seconds(300)
+        var ackEvery = MeshStreamTransport.Parameters().ackElicitingThreshold
         /// When set, the nodes talk through an in-process impairment relay with this configuration each way.
         var impairment: Impairment.Configuration?
 
@@ -27,6 +28,7 @@ enum StreamsBench {
             requests = try flags.parsed("rr-count") { Int($0) } ?? requests
             congestion = try flags.parsed("congestion") { CongestionAlgorithm(rawValue: $0) } ?? congestion
             timeout = try flags.parsed("timeout", ImpairCommand.duration) ?? timeout
+            ackEvery = try flags.parsed("ack-every") { Int($0) } ?? ackEvery
             let delay = try flags.parsed("delay", ImpairCommand.duration)
             let loss = try flags.parsed("loss") { Double($0) }
             if delay != nil || loss != nil {
@@ -41,6 +43,7 @@ enum StreamsBench {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         var parameters = MeshStreamTransport.Parameters()
         parameters.congestion = options.congestion
+        parameters.ackElicitingThreshold = options.ackEvery
         let (aKey, bKey) = (NodePrivateKey.generate(), NodePrivateKey.generate())
         let (aAddress, bAddress) = (MeshAddress.random(), MeshAddress.random())
         let a = try await MeshNode.start(privateKey: aKey, address: aAddress, host: "127.0.0.1", streamParameters: parameters, group: group)
