@@ -16,16 +16,20 @@ public struct GatewayEnvironment: Sendable {
     public var derp: DERPService?
     /// The map served at `/api/v2/derp-map` (a `DERPMapSource` in a running server).
     public var derpMap: any DERPMapProvider
+    /// The node exchange behind `/api/v2/coordinate`; by default with `TunnelPolicy` over `store`.
+    public var coordinator: Coordinator
 
     public init(
         configuration: GatewayConfiguration, store: any Store, clock: any WallClock, hasher: PasswordHasher, pubsub: any PubSub,
-        derp: DERPService? = nil, derpMap: any DERPMapProvider = DERPMap()
+        derp: DERPService? = nil, derpMap: any DERPMapProvider = DERPMap(), coordinator: Coordinator? = nil
     ) {
         (self.configuration, self.store, self.clock, self.hasher, self.pubsub, self.derp) = (configuration, store, clock, hasher, pubsub, derp)
         self.derpMap = derpMap
+        self.coordinator = coordinator ?? Coordinator(authorizer: TunnelPolicy(store: store), clock: clock)
     }
 
     var authenticator: Authenticator { Authenticator(store: store, clock: clock) }
+    var coordinatorRoutes: CoordinatorRoutes { CoordinatorRoutes(coordinator: coordinator, store: store, authenticator: authenticator) }
 }
 
 /// Builds the routers: one for HTTP requests and one that decides WebSocket upgrades.
@@ -53,6 +57,7 @@ public enum GatewayRouter {
         users.addPublicRoutes(to: api)
         workspaces.addAgentRoutes(to: api)
         DERPMapRoutes(provider: environment.derpMap, authenticator: environment.authenticator).addRoutes(to: api)
+        environment.coordinatorRoutes.addHTTPRoutes(to: api)
         let signedIn = api.group(context: SignedInContext.self)
         users.addSignedInRoutes(to: signedIn)
         workspaces.addSignedInRoutes(to: signedIn)
@@ -65,6 +70,7 @@ public enum GatewayRouter {
         WorkspacesRoutes(store: environment.store, clock: environment.clock, pubsub: environment.pubsub, authenticator: environment.authenticator)
             .addWebSocketRoutes(to: router)
         if let derp = environment.derp { DERPRoutes(service: derp).addWebSocketRoute(to: router) }
+        environment.coordinatorRoutes.addWebSocketRoute(to: router)
         return router
     }
 

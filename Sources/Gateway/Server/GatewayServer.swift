@@ -106,6 +106,7 @@ public struct GatewayServer: Sendable {
         if let certificates { services.append(CertificateReloadService(certificates: certificates, logger: logger)) }
         services.append(ExpiredKeySweepService(store: environment.store, clock: environment.clock, logger: logger))
         services.append(ShutdownNotice(logger: logger))
+        services.append(CoordinatorExpiryService(coordinator: environment.coordinator))
         if let derp = environment.derp { services.append(DERPRelayService(derp: derp, logger: logger)) }
         return services
     }
