@@ -1,3 +1,4 @@
+import Foundation
 import Gateway
 import Logging
 import NIOCore
@@ -9,7 +10,13 @@ import Tunnel
 /// The gateway's own mesh node reaches an agent node whose only path is the gateway's relay (the agent logs in
 /// over TLS, as one behind NAT would), and opens a `tcp:PORT` stream to a TCP service behind it.
 @Suite(.timeLimit(.minutes(1))) struct GatewayMeshTests {
-    @Test func dialsAServiceBehindAnAgent() async throws {
+    /// A running gateway with its relay, the gateway's mesh node (with `coordinator`, if any), and an agent node
+    /// whose only path is the relay over TLS (as one behind NAT would have), serving `tcp:PORT` in front of an
+    /// echo server on 127.0.0.1. `body` gets the mesh, the agent and the echo server's port.
+    func withGatewayAndAgent(
+        agentAddress: MeshAddress = .random(), coordinator: Coordinator? = nil,
+        _ body: @escaping @Sendable (GatewayMesh, MeshNode, UInt16) async throws -> Void
+    ) async throws {
         let relay = DERPServer(privateKey: .generate())
         let echo = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
@@ -18,10 +25,8 @@ import Tunnel
         try await withRunningGateway(derp: relay) { address, server in
             let logger = Logger(label: "gateway-mesh-test")
             let region = DERPMap.embeddedRegionID
-            let mesh = try await GatewayMesh.start(privateKey: .generate(), address: .random(), relay: relay, region: region, logger: logger)
-            let agent = try await MeshNode.start(privateKey: .generate(), address: .random(), host: "127.0.0.1")
-            let agentPeer = MeshPeer(key: agent.privateKey.publicKey, address: agent.address, homeRegion: region)
-            try await agent.ensurePeer(mesh.peer)  // what the coordinator will tell the agent
+            let mesh = try await GatewayMesh.start(privateKey: .generate(), address: .random(), relay: relay, region: region, coordinator: coordinator, logger: logger)
+            let agent = try await MeshNode.start(privateKey: .generate(), address: agentAddress, host: "127.0.0.1")
             try await agent.listen { MeshTCPForward().decision(for: $0) ?? .refuse(reason: "tcp only") }
             let agentLink = DERPClient(configuration: .init(url: derpURL(address), privateKey: agent.privateKey, trust: pin(server), isHome: true), logger: logger)
             let meshService = ServiceGroup(configuration: .init(services: [mesh], logger: logger))
@@ -29,15 +34,57 @@ import Tunnel
                 tasks.addTask { try await meshService.run() }
                 tasks.addTask { await agent.runDERP(agentLink, region: region) }
                 try await eventually("both nodes on the relay") { relay.clientCount == 2 }
-                try await expectEchoRoundTrip(of: 200_000) { initializer in
-                    try await mesh.openStream(to: agentPeer, service: .tcp(port: UInt16(echo.localAddress!.port!)), initializer: initializer)
-                }
+                try await body(mesh, agent, UInt16(echo.localAddress!.port!))
                 await meshService.triggerGracefulShutdown()
                 tasks.cancelAll()
             }
             try await agent.close()
         }
         try await echo.close()
+    }
+
+    @Test func dialsAServiceBehindAnAgent() async throws {
+        try await withGatewayAndAgent { mesh, agent, port in
+            try await agent.ensurePeer(mesh.peer)  // what the coordinator would tell the agent
+            let agentPeer = MeshPeer(key: agent.privateKey.publicKey, address: agent.address, homeRegion: DERPMap.embeddedRegionID)
+            try await expectEchoRoundTrip(of: 200_000) { initializer in
+                try await mesh.openStream(to: agentPeer, service: .tcp(port: port), initializer: initializer)
+            }
+        }
+    }
+
+    /// Through the coordinator: the agent joins as itself and publishes its node; the gateway dials it by id,
+    /// which asks for a tunnel, learns the agent's node, and opens the stream. The agent learns the gateway's
+    /// node the same way. An agent that is not connected fails with a clear error, after the lookup timeout.
+    @Test func dialsAnAgentByIDThroughTheCoordinator() async throws {
+        let coordinator = Coordinator(authorizer: TunnelPolicy { _, _ in false }, clock: SystemWallClock())
+        let agentID = UUID()
+        try await withGatewayAndAgent(agentAddress: .agent(agentID), coordinator: coordinator) { mesh, agent, port in
+            // The agent's coordinator session, in-process: publish its node, apply what it is told.
+            let (connection, updates) = await coordinator.connect(.agent(agentID, workspaceID: UUID(), ownerID: UUID()))
+            let node = CoordinatorNode(
+                key: agent.privateKey.publicKey, addresses: [MeshPrefix(agent.address, length: 128)!], homeRegion: DERPMap.embeddedRegionID,
+                endpoints: [], version: "test"
+            )
+            await coordinator.receive(Array(CoordinatorWire.encode(CoordinatorRequest.updateSelf(node)).utf8), from: connection)
+            let applying = Task {
+                for await case .message(.peerUpdates(let peerUpdates)) in updates {
+                    for case .node(let peer) in peerUpdates {
+                        try await agent.ensurePeer(MeshPeer(key: peer.key, address: peer.addresses[0].address, homeRegion: peer.homeRegion))
+                    }
+                }
+            }
+            defer { applying.cancel() }
+            try await expectEchoRoundTrip(of: 100_000) { initializer in
+                try await mesh.openStream(toAgent: agentID, service: .tcp(port: port), initializer: initializer)
+            }
+            let started = ContinuousClock.now
+            await #expect(throws: GatewayMeshError.self) {
+                _ = try await mesh.openStream(toAgent: UUID(), service: .tcp(port: 1)) { $0.eventLoop.makeSucceededFuture(()) }
+            }
+            #expect(ContinuousClock.now - started < GatewayMesh.agentLookupTimeout + .seconds(2))
+            await coordinator.release(connection)
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import ServiceLifecycle
+import Synchronization
 import Tunnel
 
 /// The gateway as a mesh node: a `MeshNode` whose path to agents is its own DERP relay, in-process (no TLS, no
@@ -11,15 +12,21 @@ public final class GatewayMesh: Service, MeshDialer {
     private let relay: DERPServer?
     private let region: Int
     private let logger: Logger
+    private let coordinator: Coordinator?
+    /// What the coordinator told this node (see GatewayMesh+Coordinator).
+    let session = Mutex(GatewayMeshSession())
 
-    private init(node: MeshNode, relay: DERPServer?, region: Int, logger: Logger) {
-        (self.node, self.relay, self.region, self.logger) = (node, relay, region, logger)
+    private init(node: MeshNode, relay: DERPServer?, region: Int, coordinator: Coordinator?, logger: Logger) {
+        (self.node, self.relay, self.region, self.coordinator, self.logger) = (node, relay, region, coordinator, logger)
     }
 
     /// Starts the node (UDP on an ephemeral port, for direct paths later) with the gateway's key and address.
-    public static func start(privateKey: NodePrivateKey, address: MeshAddress, relay: DERPServer?, region: Int, logger: Logger) async throws -> GatewayMesh {
+    /// With a coordinator, `run` also keeps this node's session in it (see GatewayMesh+Coordinator).
+    public static func start(
+        privateKey: NodePrivateKey, address: MeshAddress, relay: DERPServer?, region: Int, coordinator: Coordinator? = nil, logger: Logger
+    ) async throws -> GatewayMesh {
         let node = try await MeshNode.start(privateKey: privateKey, address: address)
-        return GatewayMesh(node: node, relay: relay, region: region, logger: logger)
+        return GatewayMesh(node: node, relay: relay, region: region, coordinator: coordinator, logger: logger)
     }
 
     /// This node as peers must know it.
@@ -27,11 +34,17 @@ public final class GatewayMesh: Service, MeshDialer {
 
     public func run() async throws {
         logger.info("gateway mesh node up", metadata: ["mesh.node_key": "\(node.privateKey.publicKey.shortForm)", "mesh.address": "\(node.address)"])
-        if let relay {
-            let link = DERPInProcessClient(server: relay, privateKey: node.privateKey)
-            await cancelWhenGracefulShutdown { await self.node.runDERP(link, region: self.region) }
-        } else {
-            try? await gracefulShutdown()
+        await cancelWhenGracefulShutdown {
+            await withTaskGroup(of: Void.self) { group in
+                if let relay = self.relay {
+                    let link = DERPInProcessClient(server: relay, privateKey: self.node.privateKey)
+                    group.addTask { await self.node.runDERP(link, region: self.region) }
+                }
+                if let coordinator = self.coordinator {
+                    group.addTask { await self.coordinate(with: coordinator) }
+                }
+                group.addTask { try? await Task.sleep(for: .seconds(Int64.max / 2)) }  // until shutdown cancels the group
+            }
         }
         try await node.close()
     }

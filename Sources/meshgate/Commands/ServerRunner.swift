@@ -40,12 +40,6 @@ struct ServerRunner {
             derp = DERPService(server: relay, meshPeers: peers)
             logger.info("DERP relay enabled", metadata: ["derp.server_key": "\(key.publicKey.shortForm)", "derp.mesh_peers": "\(peers.map(\.url))"])
         }
-        // The gateway's own mesh node, on its relay in-process: how it will reach agents behind any NAT.
-        var mesh: GatewayMesh?
-        if let relay = derp?.server {
-            let nodeKey = try NodePrivateKey.loadOrCreate(path: configuration.dataDirectory + "/node.key")
-            mesh = try await GatewayMesh.start(privateKey: nodeKey, address: .random(), relay: relay, region: DERPMap.embeddedRegionID, logger: logger)
-        }
         let certificates: TLSCertificateStore?
         do {
             certificates = try configuration.tlsAddress.map { _ in try TLSCertificateStore(source: configuration.certificateSource, logger: logger) }
@@ -59,6 +53,15 @@ struct ServerRunner {
             configuration: configuration, store: store, clock: SystemWallClock(), hasher: hasher, pubsub: InMemoryPubSub(), derp: derp,
             derpMap: derpMap
         )
+        // The gateway's own mesh node, on its relay in-process and in the coordinator: how it reaches agents
+        // behind any NAT.
+        var mesh: GatewayMesh?
+        if let relay = derp?.server {
+            let nodeKey = try NodePrivateKey.loadOrCreate(path: configuration.dataDirectory + "/node.key")
+            mesh = try await GatewayMesh.start(
+                privateKey: nodeKey, address: .random(), relay: relay, region: DERPMap.embeddedRegionID, coordinator: environment.coordinator, logger: logger
+            )
+        }
         let server: GatewayServer
         do {
             server = try GatewayServer(environment: environment, metricsRegistry: registry, logger: logger, certificates: certificates)
