@@ -91,6 +91,19 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The workspace agent: its apps and their health now; services (tcp, pty, ssh) later. Sees Tunnel, never Gateway.
+        .target(
+            name: "Agent",
+            dependencies: [
+                "Tunnel",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),  // the health probe's status codes and headers
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "meshgate",
             dependencies: [
@@ -164,6 +177,18 @@ let package = Package(
                 "MeshgateTesting",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "AgentTests",
+            dependencies: [
+                "Agent",
+                "MeshgateTesting",  // MockClock drives the monitor's intervals
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),  // the tiny server the real probe checks
+                .product(name: "Yams", package: "Yams"),  // the agent config file's apps, as YAML
             ],
             swiftSettings: swiftSettings
         ),
