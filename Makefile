@@ -49,7 +49,9 @@ run: build
 
 test: deps-test
 	swift build --build-tests
-	swift test
+	# One test at a time: on 2 cores, long synchronous tests (embedded-loop stream runs, congestion simulations)
+	# would hold the cooperative threads and starve the real-time async tests beside them.
+	swift test --no-parallel
 	MESHGATE_BIN=$(CURDIR)/.build/debug/meshgate $(PYTHON) -m pytest -q -c tests/e2e/pytest.ini tests/e2e
 
 bench: bench-tls bench-wireguard bench-derp bench-streams

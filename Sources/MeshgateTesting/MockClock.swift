@@ -75,7 +75,9 @@ public final class MockClock: Clock, Sendable {
     }
 
     /// Waits (in real time, up to `timeout`) until exactly `count` sleeps are waiting; false if that never happened.
-    public func waitForSleepers(_ count: Int, timeout: Duration = .seconds(5)) async -> Bool {
+    /// The timeout is real time and only an upper bound: generous, because a loaded test run may leave the
+    /// sleepers' tasks waiting seconds for a thread.
+    public func waitForSleepers(_ count: Int, timeout: Duration = .seconds(60)) async -> Bool {
         let giveUp = ContinuousClock.now + timeout
         while ContinuousClock.now < giveUp {
             if sleepers == count { return true }

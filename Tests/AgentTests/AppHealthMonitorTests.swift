@@ -44,7 +44,7 @@ final class ScriptedProbe: HealthProbe {
     func changes(of slug: String) -> [AppHealthChange] { changes.withLock { $0.filter { $0.slug == slug } } }
 
     /// Polls (real time, bounded) for a condition the code under test makes true without sleeping on `clock`.
-    func eventually(within limit: Duration = .seconds(5), _ condition: () -> Bool) async -> Bool {
+    func eventually(within limit: Duration = .seconds(60), _ condition: () -> Bool) async -> Bool {
         let giveUp = ContinuousClock.now + limit
         while !condition() {
             guard ContinuousClock.now < giveUp else { return false }

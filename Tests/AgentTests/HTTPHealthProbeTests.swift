@@ -81,12 +81,13 @@ final class ScriptedHTTPHandler: ChannelInboundHandler {
             let started = ContinuousClock.now
             let hung = await probe.check(url: URL(string: "http://127.0.0.1:\(port)/hang")!, timeout: .milliseconds(300))
             #expect(throws: (any Error).self) { try hung.get() }
-            #expect(ContinuousClock.now - started < .seconds(3), "the timeout ended the check")
+            // Bounds are loose on purpose: under a loaded CI the test itself may wait seconds for a thread.
+            #expect(ContinuousClock.now - started < .seconds(30), "the timeout ended the check")
 
             let knocked = ContinuousClock.now
-            let refused = await probe.check(url: URL(string: "http://127.0.0.1:\(closedPort)/healthz")!, timeout: .seconds(5))
+            let refused = await probe.check(url: URL(string: "http://127.0.0.1:\(closedPort)/healthz")!, timeout: .seconds(120))
             #expect(throws: (any Error).self) { try refused.get() }
-            #expect(ContinuousClock.now - knocked < .seconds(2), "refused at once, not retried until the timeout")
+            #expect(ContinuousClock.now - knocked < .seconds(30), "refused at once, not retried until the timeout")
         }
         try await server.close()
     }
