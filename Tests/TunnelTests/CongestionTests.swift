@@ -398,7 +398,3 @@ let limits1200 = CongestionLimits(maxDatagramSize: 1200)
         }
     }
 }
-
-extension Duration {
-    var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
-}

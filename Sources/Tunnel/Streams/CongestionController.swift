@@ -103,8 +103,3 @@ public enum CongestionAlgorithm: String, Sendable, CaseIterable {
         }
     }
 }
-
-extension Duration {
-    /// Seconds as a `Double`, for the curve and rate arithmetic of congestion control and pacing.
-    var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
-}

@@ -27,6 +27,9 @@ struct LoopClock {
 }
 
 extension Duration {
+    /// Seconds as a `Double`: congestion control's curves and rates, and reports of measured times.
+    public var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
+
     /// Whole nanoseconds (rounded down).
     var nanoseconds: Int64 { components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000 }
 }

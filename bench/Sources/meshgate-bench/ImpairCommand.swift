@@ -13,6 +13,7 @@ import Dispatch
 import Foundation
 import MeshgateTesting
 import NIOCore
+import Tunnel
 
 enum ImpairCommand {
     static func run(_ arguments: ArraySlice<String>) async throws {
@@ -60,7 +61,7 @@ enum ImpairCommand {
     }
 
     static func seconds(_ duration: Duration) -> String {
-        String(format: "%.3f", Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
+        String(format: "%.3f", duration.inSeconds)
     }
 
     /// `HOST:PORT` or `[IPv6]:PORT`.

@@ -72,7 +72,7 @@ enum StreamsBench {
                 stream.pipeline.addHandler(BulkWriter(bytes: options.bytes, done: done))
             }
             try await withDeadline(options.timeout) { try await done.futureResult.get() }
-            let seconds = (ContinuousClock.now - start).seconds
+            let seconds = (ContinuousClock.now - start).inSeconds
             result["bulk_bytes"] = options.bytes
             result["bulk_seconds"] = seconds
             result["bulk_mb_s"] = Double(options.bytes) / seconds / 1e6
@@ -96,7 +96,7 @@ enum StreamsBench {
                         try await outbound.write(request)
                         var received = 0
                         while received < 64, let chunk = try await iterator.next() { received += chunk.readableBytes }
-                        samples.append((ContinuousClock.now - sent).seconds * 1e6)
+                        samples.append((ContinuousClock.now - sent).inSeconds * 1e6)
                     }
                     return samples
                 }
@@ -128,7 +128,7 @@ enum StreamsBench {
                 _ = crypto_aead_chacha20poly1305_ietf_encrypt_detached(&buffer, &tag, nil, buffer, UInt64(buffer.count), nil, 0, nil, nonce, key)
             }
         }
-        return Double(count * buffer.count) / (ContinuousClock.now - start).seconds / 1e6
+        return Double(count * buffer.count) / (ContinuousClock.now - start).inSeconds / 1e6
     }
 
     static func withDeadline<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
@@ -142,10 +142,6 @@ enum StreamsBench {
             return try await group.next()!
         }
     }
-}
-
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
 
 /// Writes `bytes` as fast as the stream stays writable, closes its output, and finishes when the sink's

@@ -43,7 +43,7 @@ func seconds(_ body: () -> Void) -> Double {
     let start = ContinuousClock.now
     body()
     let elapsed = ContinuousClock.now - start
-    return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    return elapsed.inSeconds
 }
 
 // Raw libsodium: encrypt then decrypt in place, detached tag.
@@ -146,7 +146,7 @@ while sent < udpPackets {
     await arrivals.wait(for: sent, timeout: .milliseconds(50))
 }
 let udpElapsed = ContinuousClock.now - udpStart
-let udpSeconds = Double(udpElapsed.components.seconds) + Double(udpElapsed.components.attoseconds) / 1e18
+let udpSeconds = udpElapsed.inSeconds
 let udpReceived = arrivals.count
 try await sender.close()
 try await receiver.close()
