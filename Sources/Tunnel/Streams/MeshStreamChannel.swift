@@ -122,9 +122,7 @@ final class MeshStreamChannel: Channel, ChannelCore, @unchecked Sendable {
     private func sendVerdict(_ verdict: MeshServiceVerdict) {
         var buffer = allocator.buffer(capacity: 16)
         verdict.encode(into: &buffer)
-        queued.prepend((buffer, nil))
-        queuedBytes += buffer.readableBytes
-        bufferedBytes += buffer.readableBytes
+        enqueue(buffer, promise: nil, first: true)
     }
 
     private func refuse(reason: String) {
@@ -345,8 +343,9 @@ final class MeshStreamChannel: Channel, ChannelCore, @unchecked Sendable {
         }
     }
 
-    private func enqueue(_ buffer: ByteBuffer, promise: EventLoopPromise<Void>?) {
-        queued.append((buffer, promise))
+    /// Queues bytes for the connection past the watermark check (preambles); `first` puts them ahead of the rest.
+    private func enqueue(_ buffer: ByteBuffer, promise: EventLoopPromise<Void>?, first: Bool = false) {
+        if first { queued.prepend((buffer, promise)) } else { queued.append((buffer, promise)) }
         queuedBytes += buffer.readableBytes
         bufferedBytes += buffer.readableBytes
     }
