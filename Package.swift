@@ -184,6 +184,7 @@ let package = Package(
             name: "AgentTests",
             dependencies: [
                 "Agent",
+                "Tunnel",  // the report and health types the agent sends
                 "MeshgateTesting",  // MockClock drives the monitor's intervals
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

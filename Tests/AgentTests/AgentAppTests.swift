@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Tunnel
 import Yams
 
 @testable import Agent

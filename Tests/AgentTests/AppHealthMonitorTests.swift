@@ -3,6 +3,7 @@ import Logging
 import MeshgateTesting
 import Synchronization
 import Testing
+import Tunnel
 
 @testable import Agent
 

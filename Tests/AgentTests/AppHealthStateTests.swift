@@ -1,5 +1,6 @@
 import MeshgateTesting
 import Testing
+import Tunnel
 
 @testable import Agent
 

@@ -4,6 +4,7 @@ import NIOHTTP1
 import NIOPosix
 import Synchronization
 import Testing
+import Tunnel
 
 @testable import Agent
 

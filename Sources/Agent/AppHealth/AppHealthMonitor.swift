@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Synchronization
+import Tunnel
 
 /// One app's health changed; the agent sends the server only these (after one full `reports` list).
 public struct AppHealthChange: Sendable, Equatable {

@@ -1,3 +1,5 @@
+import Tunnel
+
 /// One app's health as a pure value: check results in, health out. No I/O and no clock reads; the caller passes
 /// the instant of each result, so tests drive it with plain numbers.
 ///

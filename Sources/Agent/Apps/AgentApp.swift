@@ -1,9 +1,5 @@
 import Foundation
-
-/// Who may open an app through the gateway (DESIGN.md, "Workspace apps").
-public enum SharingLevel: String, Sendable, Codable, CaseIterable {
-    case owner, authenticated, `public`
-}
+import Tunnel
 
 /// One app an agent offers: a local HTTP service the gateway proxies to, by path or by subdomain.
 ///

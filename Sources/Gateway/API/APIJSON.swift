@@ -1,4 +1,5 @@
 import Foundation
+import Tunnel
 import Hummingbird
 
 /// The API's one JSON dialect: snake_case keys, ISO 8601 dates.
@@ -36,23 +37,6 @@ extension Request {
             return try APIJSON.decoder.decode(T.self, from: Data(buffer.readableBytesView))
         } catch let error as DecodingError {
             throw APIError.badRequest("Request body is not valid JSON for this endpoint.", detail: error.summary)
-        }
-    }
-}
-
-extension DecodingError {
-    /// Where decoding failed, in words a client or operator can act on, e.g. "wrong type at Regions.1.Nodes".
-    var summary: String {
-        func path(_ codingPath: [any CodingKey]) -> String {
-            codingPath.isEmpty ? "body" : codingPath.map(\.stringValue).joined(separator: ".")
-        }
-        switch self {
-        case .keyNotFound(let key, let context): return "missing field \(path(context.codingPath + [key]))"
-        case .typeMismatch(_, let context), .valueNotFound(_, let context):
-            return "wrong type at \(path(context.codingPath))"
-        case .dataCorrupted(let context):
-            return context.codingPath.isEmpty ? "malformed JSON" : "invalid value at \(path(context.codingPath)): \(context.debugDescription)"
-        @unknown default: return "undecodable body"
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Tunnel
 import HTTPTypes
 import Hummingbird
 import HummingbirdWebSocket

@@ -1,5 +1,4 @@
 import Foundation
-import Tunnel
 
 /// The coordinator's wire protocol, version 1: JSON text messages over the WebSocket `GET /api/v2/coordinate`.
 /// Written here and nowhere else.
