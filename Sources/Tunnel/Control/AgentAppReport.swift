@@ -53,3 +53,19 @@ public struct AgentAppReport: Sendable, Equatable, Codable {
         (self.subdomain, self.healthcheck, self.health) = (subdomain, healthcheck, health)
     }
 }
+
+/// What an agent tells the server about itself: `POST /api/v2/workspaceagents/me/report` (agent token), sent on
+/// start and again whenever an app's health changes. The server keeps the latest one.
+///
+///     {"version": "0.1.0", "apps": [<AgentAppReport>, …]}
+public struct AgentReport: Sendable, Equatable, Codable {
+    /// The agent software's version, ≤ 64 characters.
+    public var version: String
+    public var apps: [AgentAppReport]
+
+    public static let maxVersionLength = 64
+    /// Far more than any workspace declares; bounds what one agent can make the server store.
+    public static let maxApps = 64
+
+    public init(version: String, apps: [AgentAppReport]) { (self.version, self.apps) = (version, apps) }
+}
