@@ -108,6 +108,7 @@ let package = Package(
             name: "meshgate",
             dependencies: [
                 "Gateway",
+                "Agent",
                 "Tunnel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),

@@ -5,8 +5,8 @@ struct Meshgate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "meshgate",
         abstract: "A gateway for remote development workspaces.",
-        discussion: "One binary plays every role; today: the primary server.",
+        discussion: "One binary plays every role: the primary server and the workspace agent so far.",
         version: BuildInfoVersion.value,
-        subcommands: [ServerCommand.self]
+        subcommands: [ServerCommand.self, AgentCommand.self]
     )
 }

@@ -45,6 +45,7 @@ extension GatewayMesh {
             break  // keep the session: the agent is expected back
         case .gone(let key):
             session.withLock { session in session.peers = session.peers.filter { $0.value.key != key } }
+            try? await node.removePeer(key)
         }
     }
 

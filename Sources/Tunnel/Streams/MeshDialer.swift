@@ -41,4 +41,9 @@ extension MeshNode: MeshDialer {
             }
         }
     }
+
+    /// Forgets `key`: its sessions end and its addresses no longer route (the coordinator said it is gone).
+    public func removePeer(_ key: NodePublicKey) async throws {
+        try await onLoop { $0.device.removePeer(key) }
+    }
 }

@@ -64,7 +64,12 @@ public final class WireGuardDevice {
 
     // MARK: Peers
 
+    /// Adds `key`, or updates its allowed IPs. As in WireGuard, a prefix belongs to one peer: another peer that
+    /// held it loses it (a node that restarted with a new key takes its address over from the stale one).
     public func addPeer(_ key: NodePublicKey, allowedIPs: [MeshPrefix], endpoint: Endpoint? = nil, presharedKey: [UInt8] = Noise.zeroPresharedKey) {
+        for (other, peer) in peers where other != key && peer.allowedIPs.contains(where: allowedIPs.contains) {
+            peer.allowedIPs.removeAll(where: allowedIPs.contains)
+        }
         if let existing = peers[key] {
             existing.allowedIPs = allowedIPs
             if let endpoint { existing.endpoint = endpoint }

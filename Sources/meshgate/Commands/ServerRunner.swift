@@ -12,7 +12,7 @@ struct ServerRunner {
     let settings: ServerSettings
 
     func run() async throws {
-        let logger = bootstrapLogging()
+        let logger = LogSetup.bootstrap(format: settings.logFormat, level: settings.logLevel)
         let registry = bootstrapMetrics()
         let configuration = settings.gateway
 
@@ -106,25 +106,6 @@ struct ServerRunner {
             logger.info("DERP map loaded", metadata: ["derp.region_ids": "\(regions)"])
         }
         return source
-    }
-
-    private func bootstrapLogging() -> Logger {
-        let level = settings.logLevel
-        switch settings.logFormat {
-        case .text:
-            LoggingSystem.bootstrap { label in
-                var handler = StreamLogHandler.standardError(label: label)
-                handler.logLevel = level
-                return handler
-            }
-        case .json:
-            LoggingSystem.bootstrap { label in
-                var handler = JSONLogHandler(label: label)
-                handler.logLevel = level
-                return handler
-            }
-        }
-        return Logger(label: "meshgate")
     }
 
     private func bootstrapMetrics() -> PrometheusCollectorRegistry? {

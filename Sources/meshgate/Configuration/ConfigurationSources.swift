@@ -35,15 +35,17 @@ struct ConfigurationSources {
     let environment: [String: String]
     let file: [String: String]
     let filePath: String?
+    /// `MESHGATE_` for the server; `MESHGATE_AGENT_` for the agent, which often shares an environment with it.
+    var environmentPrefix = "MESHGATE_"
 
-    static func environmentName(_ option: String) -> String {
-        "MESHGATE_" + option.uppercased().replacingOccurrences(of: "-", with: "_")
+    func environmentName(_ option: String) -> String {
+        environmentPrefix + option.uppercased().replacingOccurrences(of: "-", with: "_")
     }
 
     /// The winning value and its origin, or nil when only the default applies.
     func value(_ option: String) -> (value: String, origin: ConfigurationOrigin)? {
         if let value = flags[option] { return (value, .flag(option)) }
-        let environmentName = Self.environmentName(option)
+        let environmentName = self.environmentName(option)
         if let value = environment[environmentName] { return (value, .environment(environmentName)) }
         if let value = file[option], let filePath { return (value, .file(path: filePath, key: option)) }
         return nil
@@ -83,6 +85,26 @@ struct ConfigurationSources {
             }
         }
         return values
+    }
+}
+
+/// Parses options one at a time, turning a parser's `Reason` into an error that names the option and origin.
+struct ConfigurationReader {
+    let sources: ConfigurationSources
+    /// Options whose values never appear in an error.
+    let secrets: Set<String>
+
+    func origin(_ option: String) -> ConfigurationOrigin { sources.value(option)?.origin ?? .defaultValue }
+
+    mutating func parse<T>(_ option: String, default fallback: T, _ parser: (String) throws -> T) throws -> T {
+        guard let (value, origin) = sources.value(option) else { return fallback }
+        do {
+            return try parser(value.trimmingCharacters(in: .whitespaces))
+        } catch let reason as ServerSettings.Reason {
+            // A secret's value never reaches the log, even a malformed one.
+            let shown = secrets.contains(option) ? "(hidden)" : value
+            throw ConfigurationError(option: option, value: shown, origin: origin, reason: reason.text)
+        }
     }
 }
 

@@ -4,10 +4,8 @@ import Logging
 
 /// Everything `meshgate server` needs, resolved once from flags, environment, YAML file and defaults.
 struct ServerSettings {
-    enum LogFormat: String, CaseIterable { case text, json }
-
     var gateway: GatewayConfiguration
-    var logFormat: LogFormat
+    var logFormat: LogSetup.Format
     var logLevel: Logger.Level
     var dev: Bool
     var derpServerEnabled: Bool
@@ -70,18 +68,10 @@ struct ServerSettings {
     }
 
     static func resolve(_ sources: ConfigurationSources) throws -> ServerSettings {
-        var reader = Reader(sources: sources)
+        var reader = ConfigurationReader(sources: sources, secrets: Option.secrets)
         let dev = try reader.parse(Option.dev, default: false) { try parseBool($0) }
-        let logFormat = try reader.parse(Option.logFormat, default: .text) { text -> LogFormat in
-            guard let format = LogFormat(rawValue: text.lowercased()) else { throw Reason("must be one of: text, json") }
-            return format
-        }
-        let logLevel = try reader.parse(Option.logLevel, default: .info) { text -> Logger.Level in
-            guard let level = Logger.Level(rawValue: text.lowercased()) else {
-                throw Reason("must be one of: \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            return level
-        }
+        let logFormat = try reader.parse(Option.logFormat, default: .text, LogSetup.parseFormat)
+        let logLevel = try reader.parse(Option.logLevel, default: .info, LogSetup.parseLevel)
         let httpAddress = try reader.parse(Option.httpAddress, default: ListenAddress(parsing: Defaults.httpAddress)) { try parseAddress($0) }
         let tlsAddress = try reader.parse(Option.tlsAddress, default: dev ? ListenAddress(parsing: Defaults.devTLSAddress) : nil) { try parseAddress($0) }
         guard httpAddress != nil || tlsAddress != nil else {
@@ -242,20 +232,4 @@ struct ServerSettings {
     }
 
     /// Looks up each option once and wraps parser failures into a `ConfigurationError` that names it.
-    struct Reader {
-        let sources: ConfigurationSources
-
-        func origin(_ option: String) -> ConfigurationOrigin { sources.value(option)?.origin ?? .defaultValue }
-
-        mutating func parse<T>(_ option: String, default fallback: T, _ parser: (String) throws -> T) throws -> T {
-            guard let (value, origin) = sources.value(option) else { return fallback }
-            do {
-                return try parser(value.trimmingCharacters(in: .whitespaces))
-            } catch let reason as Reason {
-                // A secret's value never reaches the log, even a malformed one.
-                let shown = Option.secrets.contains(option) ? "(hidden)" : value
-                throw ConfigurationError(option: option, value: shown, origin: origin, reason: reason.text)
-            }
-        }
-    }
 }

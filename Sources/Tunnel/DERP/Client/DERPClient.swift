@@ -196,7 +196,7 @@ public final class DERPClient: Sendable {
 
 extension Duration {
     /// This duration plus up to half of it again, at random.
-    func jittered() -> Duration {
+    public func jittered() -> Duration {
         let milliseconds = Int(self.components.seconds * 1000 + self.components.attoseconds / 1_000_000_000_000_000)
         return .milliseconds(milliseconds + Int.random(in: 0...max(1, milliseconds / 2)))
     }

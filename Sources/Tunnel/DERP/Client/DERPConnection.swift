@@ -73,7 +73,7 @@ public struct DERPConnection: Sendable {
         url: URL, privateKey: NodePrivateKey, meshKey: String? = nil, trust: DERPTrust = .systemRoots,
         transport: DERPTransport = .automatic, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> DERPConnection {
-        let target = try Target(url: url)
+        let target = try ServerTarget(url: url, defaultPath: "/derp")
         if transport == .automatic {
             do {
                 return try await dial(target, kind: .upgrade, privateKey: privateKey, meshKey: meshKey, trust: trust, group: group)
@@ -84,39 +84,15 @@ public struct DERPConnection: Sendable {
         return try await dial(target, kind: .webSocket, privateKey: privateKey, meshKey: meshKey, trust: trust, group: group)
     }
 
-    struct Target {
-        let host: String
-        let port: Int
-        let secure: Bool
-        let path: String
-
-        init(url: URL) throws {
-            guard let scheme = url.scheme?.lowercased(), ["http", "https"].contains(scheme), let host = url.host, !host.isEmpty else {
-                throw DialError.badURL(url.absoluteString)
-            }
-            (self.host, self.secure) = (host, scheme == "https")
-            self.port = url.port ?? (secure ? 443 : 80)
-            self.path = url.path.isEmpty || url.path == "/" ? "/derp" : url.path
-        }
-
-        var hostHeader: String {
-            let name = host.contains(":") ? "[\(host)]" : host
-            return (secure && port == 443) || (!secure && port == 80) ? name : "\(name):\(port)"
-        }
-
-        /// SNI only for names: RFC 6066 forbids IP literals.
-        var serverName: String? { host.first?.isNumber == true || host.contains(":") ? nil : host }
-    }
-
     private enum UpgradeOutcome: Sendable {
         case upgraded(NIOAsyncChannel<DERPFrame, DERPFrame>, EventLoopFuture<NodePublicKey>)
         case refused(EventLoopFuture<Int>)
     }
 
     private static func dial(
-        _ target: Target, kind: Kind, privateKey: NodePrivateKey, meshKey: String?, trust: DERPTrust, group: any EventLoopGroup
+        _ target: ServerTarget, kind: Kind, privateKey: NodePrivateKey, meshKey: String?, trust: DERPTrust, group: any EventLoopGroup
     ) async throws -> DERPConnection {
-        let sslContext = try target.secure ? makeTLSContext() : nil
+        let sslContext = try target.secure ? DERPTrust.makeTLSContext() : nil
         let channel = try await ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(loginTimeout)
@@ -149,30 +125,13 @@ public struct DERPConnection: Sendable {
         }
     }
 
-    /// Full verification; a pin replaces it through the handler's callback (`.none` would skip the callback too).
-    private static func makeTLSContext() throws -> NIOSSLContext {
-        var tls = TLSConfiguration.makeClientConfiguration()
-        tls.applicationProtocols = ["http/1.1"]  // an upgrade needs HTTP/1.1; h2 cannot carry it
-        return try NIOSSLContext(configuration: tls)
-    }
-
     /// TLS, the HTTP/1.1 upgrade request, and what happens after the 101, all set up on the channel's loop.
     private static func configure(
-        _ channel: any Channel, target: Target, kind: Kind, sslContext: NIOSSLContext?, trust: DERPTrust,
+        _ channel: any Channel, target: ServerTarget, kind: Kind, sslContext: NIOSSLContext?, trust: DERPTrust,
         privateKey: NodePrivateKey, meshKey: String?
     ) throws -> EventLoopFuture<UpgradeOutcome> {
         let sync = channel.pipeline.syncOperations
-        if let sslContext {
-            switch trust {
-            case .systemRoots:
-                try sync.addHandler(NIOSSLClientHandler(context: sslContext, serverHostname: target.serverName))
-            case .pinnedSHA256(let pin):
-                try sync.addHandler(NIOSSLClientHandler(context: sslContext, serverHostname: target.serverName) { certificates, promise in
-                    let der = (try? certificates.first?.toDERBytes()) ?? []
-                    promise.succeed(ConstantTime.equal(SHA256.hash(der), pin) ? .certificateVerified : .failed)
-                })
-            }
-        }
+        if let sslContext { try sync.addHandler(trust.makeClientHandler(context: sslContext, serverHostname: target.serverName)) }
         // Once the stream is upgraded: frames, then the login, then the async channel that owners iterate.
         let afterUpgrade: @Sendable (any Channel) -> EventLoopFuture<UpgradeOutcome> = { channel in
             channel.eventLoop.makeCompletedFuture {
