@@ -129,10 +129,7 @@ public final class AgentRuntime: Sendable {
             let monitor = AppHealthMonitor(apps: configuration.apps, probe: probe, clock: ContinuousClock(), logger: logger)
             await withTaskGroup(of: Void.self) { group in
                 group.addTask {
-                    await monitor.run { change in
-                        self.logger.info("app health changed", metadata: ["app.slug": "\(change.slug)", "app.health": "\(change.to.rawValue)"])
-                        self.reportRequests.continuation.yield()
-                    }
+                    await monitor.run { _ in self.reportRequests.continuation.yield() }  // the monitor logs the change
                 }
                 group.addTask { await self.sendReports(monitor) }
                 await group.waitForAll()  // until cancelled

@@ -72,16 +72,38 @@ struct ServerRunner {
             logger.notice("TLS certificate in use", metadata: ["tls.fingerprint_sha256": "\(certificates.currentFingerprint)"])
         }
         let developmentAccount = settings.dev ? try await DevelopmentAccount.ensure(store: store, hasher: hasher, dataDirectory: configuration.dataDirectory) : nil
+        // --dev with the relay: a demo workspace whose agent runs as a child process, with a demo app behind it.
+        let development: (workspace: DevelopmentWorkspace, agent: AgentSupervisor)?
+        if let developmentAccount, mesh != nil {
+            let workspace = try await DevelopmentWorkspace.ensure(store: store, ownerEmail: developmentAccount.email, dataDirectory: configuration.dataDirectory)
+            let agent = AgentSupervisor(token: workspace.agentToken, logFormat: settings.logFormat, logLevel: settings.logLevel.rawValue, logger: logger)
+            development = (workspace, agent)
+        } else {
+            development = nil
+        }
+        let fingerprint = server.certificates?.currentFingerprint
 
         let services = server.services { addresses in
             var metadata: Logger.Metadata = ["access_url": "\(configuration.accessURL.absoluteString)"]
             for (listener, address) in addresses { metadata["\(listener.rawValue).address"] = "\(address)" }
             logger.notice("meshgate ready", metadata: metadata)
             if let developmentAccount {
-                developmentAccount.printBanner(accessURL: configuration.accessURL, fingerprint: server.certificates?.currentFingerprint)
+                developmentAccount.printBanner(accessURL: configuration.accessURL, fingerprint: fingerprint, workspace: development?.workspace)
+            }
+            // The agent dials the listener it can trust: TLS with the certificate's pin, else plain HTTP.
+            if let agent = development?.agent {
+                if let tls = addresses[.tls] {
+                    agent.serverReady(.init(url: AgentSupervisor.localURL("https", tls), fingerprint: configuration.tlsCertificateFile == nil ? fingerprint : nil))
+                } else if let http = addresses[.http] {
+                    agent.serverReady(.init(url: AgentSupervisor.localURL("http", http), fingerprint: nil))
+                }
             }
         }
-        var groupConfiguration = ServiceGroupConfiguration(services: services + [derpMap] + (mesh.map { [$0] } ?? []), gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        var developmentServices: [any Service] = []
+        if let agent = development?.agent {
+            developmentServices = [DemoApp.service(logger: logger) { port in agent.demoAppReady(port: port) }, agent]
+        }
+        var groupConfiguration = ServiceGroupConfiguration(services: services + [derpMap] + (mesh.map { [$0] } ?? []) + developmentServices, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         groupConfiguration.maximumGracefulShutdownDuration = GatewayServer.shutdownGracePeriod
         let group = ServiceGroup(configuration: groupConfiguration)
         try await group.run()

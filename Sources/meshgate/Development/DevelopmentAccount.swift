@@ -30,14 +30,18 @@ struct DevelopmentAccount: Codable {
         return account
     }
 
-    func printBanner(accessURL: URL, fingerprint: String?) {
+    func printBanner(accessURL: URL, fingerprint: String?, workspace: DevelopmentWorkspace?) {
         var lines = [
             "",
             "meshgate is running in development mode",
             "  URL:       \(accessURL.absoluteString)",
         ]
         if let fingerprint { lines.append("  TLS:       self-signed, SHA-256 \(fingerprint)") }
-        lines += ["  Email:     \(email)", "  Password:  \(password)", ""]
+        lines += ["  Email:     \(email)", "  Password:  \(password)"]
+        if let workspace {
+            lines.append("  Workspace: \(DevelopmentWorkspace.workspaceName) (agent \(DevelopmentWorkspace.agentName) \(workspace.agentID), app \(DemoApp.slug))")
+        }
+        lines.append("")
         // Straight to fd 1, unbuffered: this is for the person at the terminal, not the log.
         FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
     }
