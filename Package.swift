@@ -198,7 +198,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MeshgateTests",
-            dependencies: ["meshgate", "Gateway", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["meshgate", "Gateway", "Agent", "Tunnel", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
     ]

@@ -303,3 +303,24 @@ final class TimestampCounter {
         #expect(UDPDatagram.decode(pair.deliveredToB.last!)?.payload == Array("still here".utf8))
     }
 }
+
+@Suite struct WireGuardPeerAddressTests {
+    /// A node that comes back with a new key takes its address over: the stale peer no longer routes it.
+    @Test func aPrefixBelongsToOnePeer() {
+        let device = WireGuardDevice(privateKey: .generate())
+        let address = MeshAddress.random()
+        let (old, new) = (NodePrivateKey.generate().publicKey, NodePrivateKey.generate().publicKey)
+        let (oldEndpoint, newEndpoint) = (Endpoint.udp(address: [10, 0, 0, 1], port: 1), Endpoint.udp(address: [10, 0, 0, 2], port: 2))
+        device.addPeer(old, allowedIPs: [MeshPrefix(address, length: 128)!], endpoint: oldEndpoint)
+        device.addPeer(new, allowedIPs: [MeshPrefix(address, length: 128)!], endpoint: newEndpoint)
+        #expect(device.meshAddress(of: new) == address)
+        #expect(device.meshAddress(of: old) == nil)
+        // A packet to the address starts a handshake with the new key, at its endpoint only.
+        let packet = UDPDatagram.packet(source: .random(), destination: address, sourcePort: 1, destinationPort: 2, payload: [1])
+        let destinations = device.send(packet, now: .now).compactMap { output -> Endpoint? in
+            if case .transmit(_, let endpoint) = output { return endpoint }
+            return nil
+        }
+        #expect(destinations == [newEndpoint])
+    }
+}

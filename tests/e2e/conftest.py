@@ -150,7 +150,10 @@ class API:
     def setup_owner(self, email="owner@example.com", password="correct horse battery"):
         status, _, _ = self.call("POST", "/api/v2/users/first", {"email": email, "username": "owner", "password": password})
         assert status == 201
+        return self.login(email, password)
+
+    def login(self, email="owner@example.com", password="correct horse battery"):
         status, body, _ = self.call("POST", "/api/v2/users/login", {"email": email, "password": password})
-        assert status == 201
+        assert status == 201, body
         self.token = body["session_token"]
         return self.token

@@ -42,8 +42,12 @@ extension MeshNode: MeshDialer {
         }
     }
 
-    /// Forgets `key`: its sessions end and its addresses no longer route (the coordinator said it is gone).
+    /// Forgets `key`: its sessions and streams end and its addresses no longer route (the coordinator said it
+    /// is gone), so nothing waits on a node that will not answer.
     public func removePeer(_ key: NodePublicKey) async throws {
-        try await onLoop { $0.device.removePeer(key) }
+        try await onLoop { state in
+            state.streams?.close(peer: key, reason: "the peer left the mesh")
+            state.device.removePeer(key)
+        }
     }
 }

@@ -94,6 +94,11 @@ public final class MeshStreamMultiplexer: MeshConnectionOwner, @unchecked Sendab
         }
     }
 
+    /// Closes the connection with `peer` (it left the mesh); its streams fail with `connectionClosed`.
+    func close(peer: NodePublicKey, reason: String) {
+        connections[peer]?.close(.connectionClosed(reason: reason), code: .noError, notifyPeer: false)
+    }
+
     // MARK: MeshConnectionOwner
 
     func transmit(_ datagrams: [ByteBuffer], for connection: MeshConnection) { send(datagrams, connection.peer) }

@@ -42,8 +42,7 @@ struct AgentSettings {
         var fileApps: [AgentApp] = []
         if let text, let filePath {
             // The scalars go through the same checks as the server's file; `apps` is decoded on its own.
-            fileScalars = try ConfigurationSources.loadFile(filePath, knownOptions: Option.scalars.union([Option.apps]))
-            fileScalars.removeValue(forKey: Option.apps)
+            fileScalars = try ConfigurationSources.loadFile(filePath, knownOptions: Option.scalars, structured: [Option.apps])
             do {
                 fileApps = try YAMLDecoder().decode(AppsSection.self, from: text).apps ?? []
             } catch let error as AgentAppError {

@@ -53,7 +53,8 @@ struct ConfigurationSources {
 
     /// Reads a flat YAML mapping of option names to scalars. Unknown keys are an error, not silently ignored:
     /// a typo in a config file should stop start-up, not quietly run with a default.
-    static func loadFile(_ path: String, knownOptions: Set<String>) throws -> [String: String] {
+    /// `structured` keys (the agent's `apps:` list) are known but left for their own decoder.
+    static func loadFile(_ path: String, knownOptions: Set<String>, structured: Set<String> = []) throws -> [String: String] {
         let text: String
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
@@ -71,7 +72,7 @@ struct ConfigurationSources {
             throw ConfigurationFileError(path: path, reason: "expected a mapping of option names to values")
         }
         var values: [String: String] = [:]
-        for (key, raw) in mapping {
+        for (key, raw) in mapping where !structured.contains(key) {
             guard knownOptions.contains(key) else {
                 throw ConfigurationFileError(path: path, reason: "unknown option '\(key)'")
             }

@@ -1,0 +1,100 @@
+"""Agents as separate processes: the gateway reaches a workspace app through a mesh stream, and both ends come
+back by themselves after the agent or the server restarts."""
+import secrets
+import signal
+import time
+
+import pytest
+
+from agent import AgentProcess, HTTPApp, agent_view, create_workspace_agent, free_port, wait_reachable, wait_status
+from conftest import API
+
+
+@pytest.fixture
+def processes():
+    started = []
+    yield started
+    for process in reversed(started):
+        process.stop()
+
+
+@pytest.fixture
+def app(tmp_path, processes):
+    content = tmp_path / "site"
+    content.mkdir()
+    marker = secrets.token_hex(16)
+    (content / "hello.txt").write_text(f"hello from the workspace {marker}\n")
+    app = HTTPApp(content, free_port())
+    processes.append(app)
+    app.marker = marker
+    return app
+
+
+def test_gateway_reaches_app_and_survives_restarts(start_server, app, processes):
+    port = free_port()
+    args = ("--http-address", f"127.0.0.1:{port}", "--tls-address", "")
+    server = start_server(*args)
+    api = API(server, "http")
+    api.setup_owner()
+    agent_id, token = create_workspace_agent(api)
+    assert agent_view(api, agent_id)["status"] == "connecting"
+
+    url = f"http://127.0.0.1:{port}"
+    app_flag = f"web=http://127.0.0.1:{app.port},name=Web,health=/hello.txt,interval=1s"
+    agent = AgentProcess(url, token, ["--app", app_flag])
+    processes.append(agent)
+    agent.wait_for_log("coordinator connected")
+
+    _, body = wait_reachable(api, agent_id, app.port, "/hello.txt")
+    assert app.marker in body["body"]
+    view = wait_status(api, agent_id, "connected")
+    assert view["version"]
+    assert view["path"] == {"kind": "derp", "region": 999}
+
+    # Killed without a goodbye, then started again: reachable within 5 s of the new process starting.
+    agent.stop(signal.SIGKILL)
+    agent = AgentProcess(url, token, ["--app", app_flag])
+    processes.append(agent)
+    started = time.monotonic()
+    elapsed, body = wait_reachable(api, agent_id, app.port, "/hello.txt", timeout=15)
+    assert app.marker in body["body"]
+    assert time.monotonic() - started < 5, f"reachable again only after {time.monotonic() - started:.1f}s"
+
+    # The server restarts on the same address; the agent reconnects by itself.
+    server.stop()
+    server = start_server(*args)
+    api = API(server, "http")
+    api.login()
+    agent.wait_for_log("coordinator connected", timeout=30)
+    _, body = wait_reachable(api, agent_id, app.port, "/hello.txt", timeout=30)
+    assert app.marker in body["body"]
+
+
+def test_clean_agent_shutdown_is_seen_as_disconnected(start_server, app, processes):
+    server = start_server("--http-address", "127.0.0.1:0", "--tls-address", "")
+    api = API(server, "http")
+    api.setup_owner()
+    agent_id, token = create_workspace_agent(api)
+    agent = AgentProcess(server.url("http"), token)
+    processes.append(agent)
+    wait_status(api, agent_id, "connected")
+    assert agent.stop(signal.SIGTERM) == 0
+    view = wait_status(api, agent_id, "disconnected")
+    assert view["disconnected_at"]
+
+
+def test_refused_token_fails_fast_with_a_clear_error(start_server, processes):
+    server = start_server("--http-address", "127.0.0.1:0", "--tls-address", "")
+    agent = AgentProcess(server.url("http"), "aaaaaaaaaa-bbbbbbbbbbbbbbbbbbbbbb")
+    processes.append(agent)
+    assert agent.process.wait(timeout=20) != 0
+    messages = " ".join(str(line) for line in agent.log_lines)
+    assert "refused" in messages and "--token" in messages
+
+
+def test_invalid_agent_option_names_it(start_server):
+    import subprocess
+    from conftest import BINARY
+    result = subprocess.run([BINARY, "agent", "--url", "ftp://example.com", "--token", "x"], capture_output=True, text=True, timeout=20)
+    assert result.returncode != 0
+    assert "--url" in result.stderr and "ftp://example.com" in result.stderr

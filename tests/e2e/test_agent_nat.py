@@ -1,0 +1,45 @@
+"""An agent behind NAT (its own network namespace, masqueraded, no inbound route): the gateway still reaches
+its app, through the DERP relay the agent dialed out to."""
+import secrets
+
+import pytest
+
+from agent import AgentProcess, HTTPApp, create_workspace_agent, free_port, wait_reachable, wait_status
+from conftest import API
+from nat import NATWorkspace, available
+
+REASON = available()
+pytestmark = pytest.mark.skipif(REASON is not None, reason=f"NAT tests skipped: {REASON}")
+
+
+@pytest.fixture
+def workspace():
+    nat = NATWorkspace()
+    yield nat
+    nat.close()
+
+
+def test_gateway_reaches_an_agent_behind_nat(start_server, tmp_path, workspace):
+    port = free_port()
+    access_url = f"http://{workspace.host_address}:{port}"
+    server = start_server("--http-address", f"{workspace.host_address}:{port}", "--tls-address", "", "--access-url", access_url)
+    api = API(server, "http")
+    api.setup_owner()
+    agent_id, token = create_workspace_agent(api)
+
+    content = tmp_path / "site"
+    content.mkdir()
+    marker = secrets.token_hex(16)
+    (content / "index.html").write_text(f"<p>behind NAT {marker}</p>\n")
+    app_port = 8000
+    app = HTTPApp(content, app_port, prefix=workspace.command())
+    agent = AgentProcess(access_url, token, prefix=workspace.command())
+    try:
+        agent.wait_for_log("coordinator connected")
+        _, body = wait_reachable(api, agent_id, app_port, "/index.html")
+        assert marker in body["body"]
+        view = wait_status(api, agent_id, "connected")
+        assert view["path"]["kind"] == "derp"
+    finally:
+        agent.stop()
+        app.stop()
