@@ -69,6 +69,9 @@ public actor Coordinator {
         queues.removeValue(forKey: connection)?.finish()
     }
 
+    /// Whether agent `id` is connected, or lost and expected back.
+    public func hasAgent(_ id: UUID) -> Bool { state.hasAgent(id) }
+
     /// Lost nodes whose grace period has ended become gone.
     public func expire() { perform(state.expire(now: clock.now)) }
 

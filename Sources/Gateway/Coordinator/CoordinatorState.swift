@@ -112,6 +112,8 @@ public struct CoordinatorState: Sendable {
         case .key(let key): agents.first { peers[$0.value]?.node?.key == key }?.key
         }
     }
+    /// Whether agent `id` is in the coordinator at all: connected, or lost and still within its grace period.
+    public func hasAgent(_ id: UUID) -> Bool { agents[id].flatMap { peers[$0] } != nil }
     /// The earliest grace deadline, for the owner's timer.
     public var nextDeadline: Date? { peers.values.compactMap(\.graceDeadline).min() }
 

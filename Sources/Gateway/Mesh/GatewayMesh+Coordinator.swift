@@ -7,7 +7,7 @@ import Tunnel
 /// WireGuard configuration. An agent is dialed by id: the first stream asks for a tunnel and waits for the
 /// agent's node to arrive (an agent's mesh address follows from its id, so that is how its node is recognised).
 extension GatewayMesh {
-    /// How long `openStream(toAgent:)` waits for the coordinator to produce a connected agent's node.
+    /// How long `openStream(toAgent:)` waits for the coordinator to produce the node of an agent it knows.
     public static let agentLookupTimeout: Duration = .seconds(5)
 
     /// Runs until cancelled: the in-process coordinator session of this node.
@@ -61,6 +61,9 @@ extension GatewayMesh {
         let (known, coordinator) = session.withLock { ($0.peers[address], $0.coordinator) }
         if let known { return known }
         guard let (coordinator, connection) = coordinator else { throw GatewayMeshError.noCoordinator }
+        // An agent that never connected (or left) will not answer within the timeout: say so at once. One that is
+        // lost, or connecting right now, is waited for.
+        guard await coordinator.hasAgent(id) else { throw GatewayMeshError.agentNotConnected(id) }
         return try await withThrowingTaskGroup(of: MeshPeer.self) { group in
             group.addTask {
                 try await withCheckedThrowingContinuation { continuation in
