@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import Tunnel
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -40,7 +41,7 @@ public final class HTTPHealthProbe: HealthProbe {
         var request = HTTPClientRequest(url: url.absoluteString)
         request.headers.add(name: "User-Agent", value: "meshgate-agent health check")
         do {
-            let response = try await client.execute(request, timeout: TimeAmount.nanoseconds(timeout.wholeNanoseconds))
+            let response = try await client.execute(request, timeout: TimeAmount(timeout))
             return .success(Int(response.status.code))
         } catch {
             return .failure(error)
@@ -50,13 +51,5 @@ public final class HTTPHealthProbe: HealthProbe {
     /// Closes idle connections; checks still running fail.
     public func shutdown() async throws {
         try await client.shutdown()
-    }
-}
-
-extension Duration {
-    /// Whole nanoseconds, rounded down; saturates rather than traps on absurd durations.
-    var wholeNanoseconds: Int64 {
-        let (seconds, overflow) = components.seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        return overflow ? .max : seconds.addingReportingOverflow(components.attoseconds / 1_000_000_000).partialValue
     }
 }

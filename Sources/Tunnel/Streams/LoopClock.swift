@@ -30,10 +30,10 @@ extension Duration {
     /// Seconds as a `Double`: congestion control's curves and rates, and reports of measured times.
     public var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
 
-    /// Whole nanoseconds (rounded down).
-    var nanoseconds: Int64 { components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000 }
+    /// Whole nanoseconds, rounded down; saturates rather than traps on absurd durations (a configured timeout).
+    public var nanoseconds: Int64 {
+        let (seconds, overflow) = components.seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        return overflow ? .max : seconds.addingReportingOverflow(components.attoseconds / 1_000_000_000).partialValue
+    }
 }
 
-extension TimeAmount {
-    init(_ duration: Duration) { self = .nanoseconds(duration.nanoseconds) }
-}
