@@ -1,9 +1,5 @@
 """Helpers for tests with real agents: a `meshgate agent` process, a Python http.server app, a workspace with
 an agent made through the API, and the gateway's reachability check."""
-import json
-import os
-import queue
-import signal
 import socket
 import subprocess
 import sys
@@ -11,55 +7,14 @@ import threading
 import time
 import urllib.parse
 
-from conftest import BINARY, READY_TIMEOUT
+from conftest import MeshgateProcess
 
 
-class AgentProcess:
-    """A running `meshgate agent` (JSON logs collected from stderr). `prefix` runs it elsewhere, e.g. in a
-    network namespace."""
+class AgentProcess(MeshgateProcess):
+    """A running `meshgate agent` with JSON logs; `prefix` runs it elsewhere (a network namespace)."""
 
     def __init__(self, url, token, args=(), prefix=()):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MESHGATE_")}
-        env["MESHGATE_AGENT_TOKEN"] = token
-        self.process = subprocess.Popen(
-            [*prefix, BINARY, "agent", "--url", url, "--log-format", "json", *args],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        )
-        self.logs = queue.Queue()
-        self.log_lines = []
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self):
-        for line in self.process.stderr:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                record = {"message": line.rstrip("\n"), "raw": True}
-            self.log_lines.append(record)
-            self.logs.put(record)
-
-    def wait_for_log(self, message, timeout=READY_TIMEOUT):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                record = self.logs.get(timeout=0.1)
-            except queue.Empty:
-                if self.process.poll() is not None:
-                    raise AssertionError(f"agent exited with {self.process.returncode}: {self.log_lines[-8:]}")
-                continue
-            if record.get("message") == message:
-                return record
-        raise AssertionError(f"agent: no log line {message!r} within {timeout}s; last lines: {self.log_lines[-8:]}")
-
-    def stop(self, sig=signal.SIGTERM, timeout=15):
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        super().__init__(["agent", "--url", url, "--log-format", "json", *args], env={"MESHGATE_AGENT_TOKEN": token}, prefix=prefix)
 
 
 class HTTPApp:

@@ -20,33 +20,30 @@ BINARY = os.environ.get("MESHGATE_BIN", os.path.join(ROOT, ".build", "debug", "m
 READY_TIMEOUT = 30
 
 
-class Server:
-    """A running `meshgate server`. Log lines (JSON) are collected from stderr as they arrive."""
+class MeshgateProcess:
+    """A running `meshgate` command whose JSON log lines are collected from stderr as they arrive. `prefix` runs
+    it elsewhere, e.g. `ip netns exec NAME`."""
 
-    def __init__(self, args, cwd, env=None):
+    def __init__(self, args, cwd=None, env=None, prefix=()):
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("MESHGATE_")}
         full_env.update(env or {})
         self.process = subprocess.Popen(
-            [BINARY, "server", "--log-format", "json", *args],
-            cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [*prefix, BINARY, *args], cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         self.logs = queue.Queue()
         self.log_lines = []
         self.stdout_lines = []
-        threading.Thread(target=self._pump, args=(self.process.stderr, self.logs), daemon=True).start()
+        threading.Thread(target=self._pump, daemon=True).start()
         threading.Thread(target=self._collect_stdout, daemon=True).start()
-        ready = self.wait_for_log("meshgate ready")
-        self.addresses = {k.split(".")[0]: v for k, v in ready.items() if k.endswith(".address")}
-        self.access_url = ready.get("access_url")
 
-    def _pump(self, stream, sink):
-        for line in stream:
+    def _pump(self):
+        for line in self.process.stderr:
             try:
                 record = json.loads(line)
             except ValueError:
                 record = {"message": line.rstrip("\n"), "raw": True}
             self.log_lines.append(record)
-            sink.put(record)
+            self.logs.put(record)
 
     def _collect_stdout(self):
         for line in self.process.stdout:
@@ -60,11 +57,31 @@ class Server:
                 record = self.logs.get(timeout=0.1)
             except queue.Empty:
                 if self.process.poll() is not None:
-                    raise AssertionError(f"meshgate exited with {self.process.returncode}: {self.log_lines[-5:]}")
+                    raise AssertionError(f"meshgate exited with {self.process.returncode}: {self.log_lines[-8:]}")
                 continue
             if record.get("message") == message:
                 return record
-        raise AssertionError(f"no log line {message!r} within {timeout}s; last lines: {self.log_lines[-5:]}")
+        raise AssertionError(f"no log line {message!r} within {timeout}s; last lines: {self.log_lines[-8:]}")
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+class Server(MeshgateProcess):
+    """A running `meshgate server`, ready once it logs its listeners."""
+
+    def __init__(self, args, cwd, env=None):
+        super().__init__(["server", "--log-format", "json", *args], cwd=cwd, env=env)
+        ready = self.wait_for_log("meshgate ready")
+        self.addresses = {k.split(".")[0]: v for k, v in ready.items() if k.endswith(".address")}
+        self.access_url = ready.get("access_url")
 
     def wait_for_stdout(self, needle, timeout=READY_TIMEOUT):
         """All of stdout once it contains `needle` (the banner is printed right after the ready line)."""
@@ -84,16 +101,6 @@ class Server:
         host, port = self.address(listener)
         scheme = "https" if listener == "tls" else "http"
         return f"{scheme}://{host}:{port}{path}"
-
-    def stop(self, sig=signal.SIGTERM, timeout=20):
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
 
 
 @pytest.fixture
