@@ -87,7 +87,16 @@ public final class AgentRuntime: Sendable {
         ))
         let derp = DERPClient(configuration: .init(url: home.url, privateKey: node.privateKey, trust: home.trust, isHome: true), logger: logger)
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { await node.runDERP(derp, region: home.region) }
+            group.addTask {
+                await node.runDERP(derp, region: home.region) { event in
+                    switch event {
+                    case .connected(_, let transport): self.logger.info("relay connected", metadata: ["derp.region": "\(home.region)", "derp.transport": "\(transport.rawValue)"])
+                    case .disconnected(let reason): self.logger.warning("relay disconnected; reconnecting", metadata: ["derp.region": "\(home.region)", "reason": "\(reason)"])
+                    case .health(let problem): self.logger.warning("relay reports a problem", metadata: ["derp.region": "\(home.region)", "problem": "\(problem)"])
+                    default: break
+                    }
+                }
+            }
             group.addTask { await self.coordinator.run { event in await self.handle(event, node: node) } }
             group.addTask { await self.reportApps() }
             await group.waitForAll()  // until cancelled

@@ -4,7 +4,8 @@ extension MeshNode {
     /// The relay path: WireGuard datagrams for peers whose endpoint is `.derp(region, key)` go out over `link`,
     /// and what the relay delivers comes in as if from that endpoint (so roaming and cookies work unchanged).
     /// Runs until the task is cancelled; the link reconnects on its own meanwhile.
-    public func runDERP(_ link: any DERPLink, region: Int) async {
+    /// `onStatus` hears every event but packets (connected, disconnected, health), for logs and status.
+    public func runDERP(_ link: any DERPLink, region: Int, onStatus: @escaping @Sendable (DERPClient.Event) -> Void = { _ in }) async {
         let state = self.state
         let loop = channel.eventLoop
         do {
@@ -13,7 +14,7 @@ extension MeshNode {
             return  // the node is closed
         }
         await link.run { event in
-            guard case .packet(let source, let packet) = event else { return }
+            guard case .packet(let source, let packet) = event else { return onStatus(event) }
             let datagram = Array(packet.readableBytesView)
             loop.execute {
                 let node = state.value
