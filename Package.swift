@@ -63,6 +63,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Workspace apps: resolve → authorize → proxy, each behind a small protocol, so the primary and the regional
+        // workspace proxy run the same code. Never depends on Gateway.
+        .target(
+            name: "AppProxy",
+            dependencies: [
+                "Tunnel",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "Gateway",
             dependencies: [
@@ -172,6 +183,11 @@ let package = Package(
                 .product(name: "PropertyBased", package: "swift-property-based"),  // ACK ranges and reassembly
             ],
             resources: [.copy("Fixtures")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "AppProxyTests",
+            dependencies: ["AppProxy", "Tunnel"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
