@@ -165,6 +165,12 @@ public final class MeshNode: Sendable {
         try await onLoop { $0.handle($0.device.forceHandshake(with: peer, now: .now)) }
     }
 
+    /// Where WireGuard sends `peer`'s datagrams now: through a DERP region, or to the UDP endpoint the peer was
+    /// last heard from. nil for an unknown peer, or one with no path yet.
+    public func path(to peer: NodePublicKey) async throws -> Endpoint? {
+        try await onLoop { $0.device.endpoint(of: peer) }
+    }
+
     public func handshakesCompleted(with peer: NodePublicKey) async throws -> Int {
         try await onLoop { $0.device.handshakesCompleted(with: peer) }
     }

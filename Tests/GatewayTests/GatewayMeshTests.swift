@@ -58,10 +58,24 @@ import Tunnel
     /// node the same way. An agent the coordinator does not know fails with a clear error at once, not after the
     /// lookup timeout.
     @Test func dialsAnAgentByIDThroughTheCoordinator() async throws {
+        try await withAgentInCoordinator { mesh, agentID, port in
+            try await expectEchoRoundTrip(of: 100_000) { initializer in
+                try await mesh.openStream(toAgent: agentID, service: .tcp(port: port), initializer: initializer)
+            }
+            let started = ContinuousClock.now
+            await #expect(throws: GatewayMeshError.self) {
+                _ = try await mesh.openStream(toAgent: UUID(), service: .tcp(port: 1)) { $0.eventLoop.makeSucceededFuture(()) }
+            }
+            #expect(ContinuousClock.now - started < GatewayMesh.agentLookupTimeout)
+        }
+    }
+
+    /// `withGatewayAndAgent` with a coordinator, which the agent joins in-process as a fresh agent id: it publishes
+    /// its node and applies the peers it is told about. `body` gets the mesh, the agent's id and the echo port.
+    func withAgentInCoordinator(_ body: @escaping @Sendable (GatewayMesh, UUID, UInt16) async throws -> Void) async throws {
         let coordinator = Coordinator(authorizer: TunnelPolicy { _, _ in false }, clock: SystemWallClock())
         let agentID = UUID()
         try await withGatewayAndAgent(agentAddress: .agent(agentID), coordinator: coordinator) { mesh, agent, port in
-            // The agent's coordinator session, in-process: publish its node, apply what it is told.
             let (connection, updates) = await coordinator.connect(.agent(agentID, workspaceID: UUID(), ownerID: UUID()))
             let node = CoordinatorNode(
                 key: agent.privateKey.publicKey, addresses: [MeshPrefix(agent.address, length: 128)!], homeRegion: DERPMap.embeddedRegionID,
@@ -76,14 +90,7 @@ import Tunnel
                 }
             }
             defer { applying.cancel() }
-            try await expectEchoRoundTrip(of: 100_000) { initializer in
-                try await mesh.openStream(toAgent: agentID, service: .tcp(port: port), initializer: initializer)
-            }
-            let started = ContinuousClock.now
-            await #expect(throws: GatewayMeshError.self) {
-                _ = try await mesh.openStream(toAgent: UUID(), service: .tcp(port: 1)) { $0.eventLoop.makeSucceededFuture(()) }
-            }
-            #expect(ContinuousClock.now - started < GatewayMesh.agentLookupTimeout)
+            try await body(mesh, agentID, port)
             await coordinator.release(connection)
         }
     }

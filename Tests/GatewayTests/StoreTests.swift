@@ -1,6 +1,7 @@
 import Foundation
 import Gateway
 import Testing
+import Tunnel
 
 @Suite struct SQLiteStoreTests {
     func makeStore() throws -> SQLiteStore {
@@ -12,10 +13,10 @@ import Testing
     @Test func migrationsAreVersionedAndIdempotent() async throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("meshgate-store-\(UUID().uuidString).db").path
         let store = try SQLiteStore(path: path)
-        #expect(try await store.appliedMigrations() == ["0001_accounts"])
+        #expect(try await store.appliedMigrations() == ["0001_accounts", "0002_agent_state"])
         try await store.insertFirstUser(User(email: "a@example.com", username: "a", role: .owner, passwordHash: "x", createdAt: Date()))
         let reopened = try SQLiteStore(path: path)
-        #expect(try await reopened.appliedMigrations() == ["0001_accounts"])
+        #expect(try await reopened.appliedMigrations() == ["0001_accounts", "0002_agent_state"])
         #expect(try await reopened.userCount() == 1)
     }
 
@@ -66,6 +67,32 @@ import Testing
             try await store.insertAPIKey(APIKey(id: token.id, hashedSecret: token.hashedSecret, userID: user.id, loginType: .token, name: nil, createdAt: now, expiresAt: now + offset))
         }
         #expect(try await store.deleteAPIKeys(expiredBefore: now) == 2)
+    }
+
+    /// Connection times land the same whatever order their writes arrive in; an unchanged report is no change.
+    @Test func agentStateWrites() async throws {
+        let store = try makeStore()
+        let user = User(email: "a@example.com", username: "a", role: .owner, passwordHash: "x", createdAt: Date())
+        try await store.insertFirstUser(user)
+        let workspace = Workspace(ownerID: user.id, name: "w", createdAt: Date())
+        try await store.insertWorkspace(workspace)
+        let token = SecretToken.generate()
+        let agent = Agent(workspaceID: workspace.id, name: "main", tokenID: token.id, hashedTokenSecret: token.hashedSecret, createdAt: Date())
+        try await store.insertAgent(agent)
+
+        let start = Date(timeIntervalSince1970: 1_800_000_000)
+        try await store.recordAgentConnected(id: agent.id, at: start + 20)
+        try await store.recordAgentDisconnected(id: agent.id, at: start + 30)
+        try await store.recordAgentConnected(id: agent.id, at: start)  // late
+        try await store.recordAgentDisconnected(id: agent.id, at: start + 10)  // late
+        try await store.recordAgentConnected(id: UUID(), at: start)  // deleted meanwhile: ignored
+        #expect(try await store.agent(id: agent.id)?.connection == AgentConnectionTimes(firstConnectedAt: start, lastConnectedAt: start + 20, disconnectedAt: start + 30))
+
+        let report = AgentReport(version: "1", apps: [])
+        #expect(try await store.setAgentReport(report, agentID: agent.id))
+        #expect(try await !store.setAgentReport(report, agentID: agent.id))
+        #expect(try await store.setAgentReport(AgentReport(version: "2", apps: []), agentID: agent.id))
+        await #expect(throws: StoreError.notFound) { try await store.setAgentReport(report, agentID: UUID()) }
     }
 }
 

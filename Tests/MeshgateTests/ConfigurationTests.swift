@@ -43,9 +43,20 @@ import Testing
         #expect(throws: ConfigurationError.self) { try resolve(flags: ["session-duration": "10 minutes"]) }
         #expect(throws: ConfigurationError.self) { try resolve(flags: ["wildcard-access-url": "apps.example.com"]) }
         #expect(throws: ConfigurationError.self) { try resolve(flags: ["login-rate-limit": "-1"]) }
+        #expect(throws: ConfigurationError.self) { try resolve(environment: ["MESHGATE_AGENT_CONNECTION_TIMEOUT": "soon"]) }
         #expect(throws: ConfigurationError.self) { try resolve(flags: ["tls-cert-file": "/nonexistent.pem"]) }
         #expect(throws: ConfigurationError.self) { try resolve(flags: ["http-address": ""]) }
         #expect(throws: ConfigurationError.self) { try resolve(flags: ["dev": "maybe"]) }
+    }
+
+    /// --agent-connection-timeout: 120 s unless a flag, MESHGATE_AGENT_CONNECTION_TIMEOUT or the file says otherwise.
+    @Test func agentConnectionTimeout() throws {
+        #expect(try resolve().gateway.agentConnectionTimeout == 120)
+        #expect(try resolve(file: ["agent-connection-timeout": "5m"]).gateway.agentConnectionTimeout == 300)
+        let both = try resolve(flags: ["agent-connection-timeout": "45s"], environment: ["MESHGATE_AGENT_CONNECTION_TIMEOUT": "10m"])
+        #expect(both.gateway.agentConnectionTimeout == 45)
+        let error = #expect(throws: ConfigurationError.self) { try resolve(flags: ["agent-connection-timeout": "0s"]) }
+        #expect(error?.description.contains("--agent-connection-timeout") == true)
     }
 
     @Test func devDefaults() throws {

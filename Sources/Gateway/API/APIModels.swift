@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import Tunnel
 
 // Request and response bodies of /api/v2. Keys are snake_case on the wire (see `APIJSON`).
 
@@ -60,17 +61,36 @@ struct UserResponse: ResponseEncodable {
     }
 }
 
+/// An agent with its state (see `AgentViews`). Every key is always present; what is unknown is null.
 struct AgentResponse: ResponseEncodable {
-    /// Connection state of the agent. Until the coordinator exists, an agent has never connected.
-    enum Status: String, Encodable { case connecting, connected, disconnected, timeout }
     let id: UUID
     let name: String
     let workspaceID: UUID
-    let status: Status
+    let status: AgentStatus
     let createdAt: Date
+    @NullEncoded var firstConnectedAt: Date?
+    @NullEncoded var lastConnectedAt: Date?
+    @NullEncoded var disconnectedAt: Date?
+    @NullEncoded var lastSeenAt: Date?
+    /// From the agent's latest report, else from its coordinator node.
+    @NullEncoded var version: String?
+    /// As the agent's latest report lists them.
+    let apps: [AgentAppReport]
+    /// The gateway's own mesh node's path to the agent and round trip over it, while the agent is connected.
+    @NullEncoded var path: AgentPath?
+    @NullEncoded var rttMs: Double?
+}
 
-    init(_ agent: Agent) {
-        (id, name, workspaceID, status, createdAt) = (agent.id, agent.name, agent.workspaceID, .connecting, agent.createdAt)
+/// Encodes nil as null rather than leaving the key out, so clients see one shape.
+@propertyWrapper
+struct NullEncoded<Value: Encodable & Sendable>: Encodable, Sendable {
+    var wrappedValue: Value?
+
+    init(wrappedValue: Value?) { self.wrappedValue = wrappedValue }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        if let wrappedValue { try container.encode(wrappedValue) } else { try container.encodeNil() }
     }
 }
 
@@ -88,13 +108,13 @@ struct WorkspaceResponse: ResponseEncodable {
     let createdAt: Date
     let agents: [AgentResponse]
 
-    /// Assembles the full view (owner name, agents) from the store.
-    static func load(_ workspace: Workspace, store: any Store) async throws -> WorkspaceResponse {
+    /// Assembles the full view (owner name, agents with their state) from the store and what the gateway knows.
+    static func load(_ workspace: Workspace, store: any Store, agentViews: AgentViews) async throws -> WorkspaceResponse {
         let owner = try await store.user(id: workspace.ownerID)
         let agents = try await store.agents(workspaceID: workspace.id)
         return WorkspaceResponse(
             id: workspace.id, name: workspace.name, ownerID: workspace.ownerID, ownerName: owner?.username ?? "",
-            createdAt: workspace.createdAt, agents: agents.map(AgentResponse.init)
+            createdAt: workspace.createdAt, agents: await agentViews.responses(for: agents)
         )
     }
 }

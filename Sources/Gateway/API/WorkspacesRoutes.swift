@@ -5,6 +5,7 @@ import HummingbirdWebSocket
 import Logging
 import NIOCore
 import NIOWebSocket
+import Tunnel
 
 /// Workspaces and their agents. A workspace is visible to its owner and to the deployment owner;
 /// to anyone else it does not exist (404, not 403, so ids cannot be probed).
@@ -13,17 +14,18 @@ struct WorkspacesRoutes {
     let clock: any WallClock
     let pubsub: any PubSub
     let authenticator: Authenticator
+    let agentViews: AgentViews
 
     func addSignedInRoutes(to group: RouterGroup<SignedInContext>) {
         group.get("workspaces") { _, context -> [WorkspaceResponse] in
             let owned = try await store.workspaces(ownerID: context.user.role == .owner ? nil : context.user.id)
             var result: [WorkspaceResponse] = []
-            for workspace in owned { result.append(try await WorkspaceResponse.load(workspace, store: store)) }
+            for workspace in owned { result.append(try await WorkspaceResponse.load(workspace, store: store, agentViews: agentViews)) }
             return result
         }
         group.post("workspaces", use: createWorkspace)
         group.get("workspaces/:workspace") { _, context in
-            try await WorkspaceResponse.load(try await visibleWorkspace(context), store: store)
+            try await WorkspaceResponse.load(try await visibleWorkspace(context), store: store, agentViews: agentViews)
         }
         group.delete("workspaces/:workspace", use: deleteWorkspace)
         // Reached only when the request was not a WebSocket upgrade (the WebSocket router takes those).
@@ -33,7 +35,7 @@ struct WorkspacesRoutes {
         }
         group.post("workspaces/:workspace/agents", use: createAgent)
         group.get("workspaceagents/:agent") { _, context in
-            AgentResponse(try await visibleAgent(context))
+            await agentViews.response(for: try await visibleAgent(context))
         }
         group.delete("workspaceagents/:agent") { _, context -> Response in
             let agent = try await visibleAgent(context)
@@ -46,9 +48,23 @@ struct WorkspacesRoutes {
     /// Routes authenticated by an agent token rather than a user session.
     func addAgentRoutes(to group: RouterGroup<GatewayContext>) {
         group.get("workspaceagents/me") { request, _ -> AgentResponse in
-            guard let agent = try await authenticator.agent(in: request) else { throw APIError(.unauthorized, "Invalid agent token.") }
-            return AgentResponse(agent)
+            await agentViews.response(for: try await presentedAgent(request))
         }
+        group.post("workspaceagents/me/report") { request, context -> Response in
+            let agent = try await presentedAgent(request)
+            var request = request
+            // AgentReport spells its snake_case keys out, so the API decoder's key conversion must stay out.
+            let report = try await request.decodeJSON(AgentReport.self, context: context, upTo: AgentReport.maxBodyBytes, decoder: JSONDecoder())
+            try report.validate()
+            if try await store.setAgentReport(report, agentID: agent.id) { pubsub.publish(PubSubTopic.workspace(agent.workspaceID)) }
+            return Response(status: .noContent)
+        }
+    }
+
+    /// The agent whose token the request presents (401 without one); a user session does not count.
+    private func presentedAgent(_ request: Request) async throws -> Agent {
+        guard let agent = try await authenticator.agent(in: request) else { throw APIError(.unauthorized, "Invalid agent token.") }
+        return agent
     }
 
     /// `GET /api/v2/workspaces/{id}/watch-ws`: the workspace as JSON text messages, once on connect and again
@@ -72,7 +88,7 @@ struct WorkspacesRoutes {
                             try await outbound.close(.normalClosure, reason: "workspace deleted")
                             return
                         }
-                        let view = try await WorkspaceResponse.load(workspace, store: store)
+                        let view = try await WorkspaceResponse.load(workspace, store: store, agentViews: agentViews)
                         try await outbound.write(.text(String(decoding: try APIJSON.encoder.encode(view), as: UTF8.self)))
                     } while await changes.next() != nil
                 }
@@ -92,7 +108,7 @@ struct WorkspacesRoutes {
         } catch StoreError.conflict {
             throw APIError.conflict("You already have a workspace named \"\(body.name)\".")
         }
-        return EditedResponse(status: .created, response: try await WorkspaceResponse.load(workspace, store: store))
+        return EditedResponse(status: .created, response: try await WorkspaceResponse.load(workspace, store: store, agentViews: agentViews))
     }
 
     private func deleteWorkspace(_ request: Request, context: SignedInContext) async throws -> Response {
@@ -135,5 +151,23 @@ struct WorkspacesRoutes {
 
     static func canSee(_ workspace: Workspace, _ user: User) -> Bool {
         user.role == .owner || workspace.ownerID == user.id
+    }
+}
+
+extension AgentReport {
+    /// 64 apps of a few hundred bytes each fit many times over; more is not a report.
+    static let maxBodyBytes = 256 << 10
+
+    func validate() throws {
+        guard version.count <= Self.maxVersionLength else {
+            throw APIError.badRequest("Invalid agent report.", detail: "version must be at most \(Self.maxVersionLength) characters")
+        }
+        guard apps.count <= Self.maxApps else {
+            throw APIError.badRequest("Invalid agent report.", detail: "at most \(Self.maxApps) apps, got \(apps.count)")
+        }
+        var slugs = Set<String>()
+        for app in apps where !slugs.insert(app.slug).inserted {
+            throw APIError.badRequest("Invalid agent report.", detail: "app slug \"\(app.slug)\" appears more than once")
+        }
     }
 }

@@ -19,24 +19,42 @@ public actor Coordinator {
     private var state: CoordinatorState
     private var queues: [ConnectionID: AsyncStream<Outgoing>.Continuation] = [:]
     private var nextConnection: UInt64 = 1
+    /// Agents' sockets until released. Counted here, where sockets are serialized: one agent's sockets overlap
+    /// briefly when a reconnection replaces the old one, and only the last one's end is a disconnection.
+    private var agentSockets: [ConnectionID: AgentSocket] = [:]
     let authorizer: any TunnelAuthorizer
     let clock: any WallClock
+    let presence: (any AgentPresenceObserver)?
     let logger: Logger
 
-    public init(authorizer: any TunnelAuthorizer, clock: any WallClock, gracePeriod: TimeInterval = 15 * 60, logger: Logger = Logger(label: "meshgate.coordinator")) {
-        (self.authorizer, self.clock, self.logger) = (authorizer, clock, logger)
+    public init(
+        authorizer: any TunnelAuthorizer, clock: any WallClock, gracePeriod: TimeInterval = 15 * 60, presence: (any AgentPresenceObserver)? = nil,
+        logger: Logger = Logger(label: "meshgate.coordinator")
+    ) {
+        (self.authorizer, self.clock, self.presence, self.logger) = (authorizer, clock, presence, logger)
         state = CoordinatorState(gracePeriod: gracePeriod)
     }
 
     /// Admits a socket proven to be `identity`. The stream ends after a `.close`, or when the socket is released.
-    public func connect(_ identity: NodeIdentity) -> (ConnectionID, AsyncStream<Outgoing>) {
+    public func connect(_ identity: NodeIdentity) async -> (ConnectionID, AsyncStream<Outgoing>) {
         let connection = ConnectionID(nextConnection)
         nextConnection += 1
         let (stream, continuation) = AsyncStream<Outgoing>.makeStream(bufferingPolicy: .bufferingOldest(Self.sendQueueLimit))
         queues[connection] = continuation
         perform(state.connect(identity, connection: connection))
         logger.debug("Coordinator connection", metadata: ["coordinator.connection": "\(connection)", "coordinator.identity": "\(identity)"])
+        if case .agent(let agent, let workspaceID, _) = identity {
+            agentSockets[connection] = AgentSocket(agent: agent, workspaceID: workspaceID, phase: .opening)
+            await presence?.recordConnection(of: agent, at: clock.now)
+            agentSockets[connection]?.phase = .live
+            presence?.presenceChanged(of: agent, workspaceID: workspaceID)
+        }
         return (connection, stream)
+    }
+
+    /// Whether agent `id` has a live socket here, and the version its node reports (kept while it is lost).
+    public func liveness(ofAgent id: UUID) -> (live: Bool, nodeVersion: String?) {
+        (agentSockets.values.contains { $0.agent == id && $0.phase != .opening }, state.node(ofAgent: id)?.version)
     }
 
     /// One text message read from `connection`. Bad input closes that socket only.
@@ -64,9 +82,15 @@ public actor Coordinator {
     }
 
     /// The socket ended, however it ended; its queue is released. Idempotent.
-    public func release(_ connection: ConnectionID) {
+    public func release(_ connection: ConnectionID) async {
         perform(state.connectionLost(connection, now: clock.now))
         queues.removeValue(forKey: connection)?.finish()
+        guard let socket = agentSockets[connection], socket.phase != .closing else { return }
+        agentSockets[connection]?.phase = .closing
+        let last = !agentSockets.contains { $0.key != connection && $0.value.agent == socket.agent }
+        if last { await presence?.recordDisconnection(of: socket.agent, at: clock.now) }
+        agentSockets[connection] = nil
+        if last { presence?.presenceChanged(of: socket.agent, workspaceID: socket.workspaceID) }
     }
 
     /// Whether agent `id` is connected, or lost and expected back.
@@ -114,6 +138,15 @@ public actor Coordinator {
             perform(state.close(connection, .fellBehind, now: clock.now))
         }
     }
+}
+
+/// An agent's socket from `connect` to `release`. It is live from when its connection is recorded until its
+/// disconnection is, so the API never shows a status that the recorded times contradict.
+private struct AgentSocket {
+    enum Phase { case opening, live, closing }
+    let agent: UUID
+    let workspaceID: UUID
+    var phase: Phase
 }
 
 /// Turns lost nodes into gone ones when their grace period ends; one check a second is plenty for minutes of grace.

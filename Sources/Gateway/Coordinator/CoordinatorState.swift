@@ -103,6 +103,7 @@ public struct CoordinatorState: Sendable {
 
     /// A node's latest node, if it has sent one.
     public func node(of identity: NodeIdentity) -> CoordinatorNode? { peers[identity]?.node }
+    public func node(ofAgent id: UUID) -> CoordinatorNode? { agents[id].flatMap { peers[$0]?.node } }
     public func isLost(_ identity: NodeIdentity) -> Bool { peers[identity]?.graceDeadline != nil }
     public func identity(of connection: ConnectionID) -> NodeIdentity? { identities[connection] }
     /// The agent a tunnel request names: by id, or by the key its present node uses.

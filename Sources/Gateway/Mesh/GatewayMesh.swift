@@ -15,6 +15,8 @@ public final class GatewayMesh: Service, MeshDialer {
     private let coordinator: Coordinator?
     /// What the coordinator told this node (see GatewayMesh+Coordinator).
     let session = Mutex(GatewayMeshSession())
+    /// The latest echo to each known agent (see GatewayMesh+AgentPaths).
+    let echoes = Mutex<[MeshAddress: AgentEcho]>([:])
 
     private init(node: MeshNode, relay: DERPServer?, region: Int, coordinator: Coordinator?, logger: Logger) {
         (self.node, self.relay, self.region, self.coordinator, self.logger) = (node, relay, region, coordinator, logger)
@@ -42,6 +44,7 @@ public final class GatewayMesh: Service, MeshDialer {
                 }
                 if let coordinator = self.coordinator {
                     group.addTask { await self.coordinate(with: coordinator) }
+                    group.addTask { await self.echoAgents() }
                 }
                 group.addTask { try? await Task.sleep(for: .seconds(Int64.max / 2)) }  // until shutdown cancels the group
             }

@@ -42,11 +42,14 @@ public struct GatewayConfiguration: Sendable {
     public var sessionLifetime: TimeInterval
     /// Login attempts per minute per client address; 0 disables the limit.
     public var loginRateLimit: Int
+    /// How long after its creation an agent that never connected is `connecting`; then it is `timeout`.
+    public var agentConnectionTimeout: TimeInterval
 
     public init(
         accessURL: URL, wildcardAccessURL: String? = nil, httpAddress: ListenAddress?, tlsAddress: ListenAddress?,
         tlsCertificateFile: String? = nil, tlsKeyFile: String? = nil, dataDirectory: String,
-        prometheusAddress: ListenAddress? = nil, sessionLifetime: TimeInterval = 24 * 3600, loginRateLimit: Int = 10
+        prometheusAddress: ListenAddress? = nil, sessionLifetime: TimeInterval = 24 * 3600, loginRateLimit: Int = 10,
+        agentConnectionTimeout: TimeInterval = 120
     ) {
         self.accessURL = accessURL
         self.wildcardAccessURL = wildcardAccessURL
@@ -58,6 +61,7 @@ public struct GatewayConfiguration: Sendable {
         self.prometheusAddress = prometheusAddress
         self.sessionLifetime = sessionLifetime
         self.loginRateLimit = loginRateLimit
+        self.agentConnectionTimeout = agentConnectionTimeout
     }
 
     /// Where the TLS certificate comes from: the given files, or a self-signed one for the access URL's host.

@@ -16,20 +16,29 @@ public struct GatewayEnvironment: Sendable {
     public var derp: DERPService?
     /// The map served at `/api/v2/derp-map` (a `DERPMapSource` in a running server).
     public var derpMap: any DERPMapProvider
-    /// The node exchange behind `/api/v2/coordinate`; by default with `TunnelPolicy` over `store`.
+    /// The node exchange behind `/api/v2/coordinate`; by default with `TunnelPolicy` over `store`, recording
+    /// agents' connections in `store` (`AgentPresenceRecorder`).
     public var coordinator: Coordinator
+    /// The gateway's mesh paths to agents, shown in the API; the running server sets its `GatewayMesh` here.
+    public var agentPaths: any AgentPathProvider
 
     public init(
         configuration: GatewayConfiguration, store: any Store, clock: any WallClock, hasher: PasswordHasher, pubsub: any PubSub,
-        derp: DERPService? = nil, derpMap: any DERPMapProvider = DERPMap(), coordinator: Coordinator? = nil
+        derp: DERPService? = nil, derpMap: any DERPMapProvider = DERPMap(), coordinator: Coordinator? = nil,
+        agentPaths: any AgentPathProvider = NoAgentPaths()
     ) {
         (self.configuration, self.store, self.clock, self.hasher, self.pubsub, self.derp) = (configuration, store, clock, hasher, pubsub, derp)
-        self.derpMap = derpMap
-        self.coordinator = coordinator ?? Coordinator(authorizer: TunnelPolicy(store: store), clock: clock)
+        (self.derpMap, self.agentPaths) = (derpMap, agentPaths)
+        self.coordinator = coordinator
+            ?? Coordinator(authorizer: TunnelPolicy(store: store), clock: clock, presence: AgentPresenceRecorder(store: store, pubsub: pubsub))
     }
 
     var authenticator: Authenticator { Authenticator(store: store, clock: clock) }
     var coordinatorRoutes: CoordinatorRoutes { CoordinatorRoutes(coordinator: coordinator, store: store, authenticator: authenticator) }
+    var workspacesRoutes: WorkspacesRoutes {
+        let agentViews = AgentViews(coordinator: coordinator, paths: agentPaths, clock: clock, connectionTimeout: configuration.agentConnectionTimeout)
+        return WorkspacesRoutes(store: store, clock: clock, pubsub: pubsub, authenticator: authenticator, agentViews: agentViews)
+    }
 }
 
 /// Builds the routers: one for HTTP requests and one that decides WebSocket upgrades.
@@ -53,7 +62,7 @@ public enum GatewayRouter {
             limiter: LoginRateLimiter(limit: configuration.loginRateLimit, clock: environment.clock),
             sessions: SessionPolicy(sessionLifetime: configuration.sessionLifetime, secureCookies: configuration.accessURL.scheme == "https")
         )
-        let workspaces = WorkspacesRoutes(store: environment.store, clock: environment.clock, pubsub: environment.pubsub, authenticator: environment.authenticator)
+        let workspaces = environment.workspacesRoutes
         users.addPublicRoutes(to: api)
         workspaces.addAgentRoutes(to: api)
         DERPMapRoutes(provider: environment.derpMap, authenticator: environment.authenticator).addRoutes(to: api)
@@ -67,8 +76,7 @@ public enum GatewayRouter {
     public static func webSocket(_ environment: GatewayEnvironment) -> Router<GatewayWebSocketContext> {
         let router = Router(context: GatewayWebSocketContext.self)
         router.add(middleware: SessionMiddleware(authenticator: environment.authenticator))
-        WorkspacesRoutes(store: environment.store, clock: environment.clock, pubsub: environment.pubsub, authenticator: environment.authenticator)
-            .addWebSocketRoutes(to: router)
+        environment.workspacesRoutes.addWebSocketRoutes(to: router)
         if let derp = environment.derp { DERPRoutes(service: derp).addWebSocketRoute(to: router) }
         environment.coordinatorRoutes.addWebSocketRoute(to: router)
         return router

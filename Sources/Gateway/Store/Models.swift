@@ -1,4 +1,5 @@
 import Foundation
+import Tunnel
 
 /// A person who signs in. The first user created is the deployment's owner.
 public struct User: Sendable, Equatable, Codable {
@@ -55,9 +56,29 @@ public struct Agent: Sendable, Equatable {
     public var tokenID: String
     public var hashedTokenSecret: Data
     public var createdAt: Date
+    /// When its coordinator sockets came and went; recorded by `AgentPresence`.
+    public var connection: AgentConnectionTimes
+    /// The latest `POST /api/v2/workspaceagents/me/report`; nil until the agent sends one.
+    public var report: AgentReport?
 
-    public init(id: UUID = UUID(), workspaceID: UUID, name: String, tokenID: String, hashedTokenSecret: Data, createdAt: Date) {
+    public init(
+        id: UUID = UUID(), workspaceID: UUID, name: String, tokenID: String, hashedTokenSecret: Data, createdAt: Date,
+        connection: AgentConnectionTimes = .init(), report: AgentReport? = nil
+    ) {
         (self.id, self.workspaceID, self.name, self.tokenID, self.hashedTokenSecret, self.createdAt) =
             (id, workspaceID, name, tokenID, hashedTokenSecret, createdAt)
+        (self.connection, self.report) = (connection, report)
+    }
+}
+
+/// When an agent's coordinator sockets came and went, as this deployment saw them; nil: not yet.
+public struct AgentConnectionTimes: Sendable, Equatable {
+    public var firstConnectedAt: Date?
+    public var lastConnectedAt: Date?
+    /// When its last socket ended; kept while it is connected again (the previous disconnection).
+    public var disconnectedAt: Date?
+
+    public init(firstConnectedAt: Date? = nil, lastConnectedAt: Date? = nil, disconnectedAt: Date? = nil) {
+        (self.firstConnectedAt, self.lastConnectedAt, self.disconnectedAt) = (firstConnectedAt, lastConnectedAt, disconnectedAt)
     }
 }

@@ -45,6 +45,17 @@ extension SQLiteStore {
                     """
             )
         }
+        migrator.registerMigration("0002_agent_state") { db in
+            // Connection times as `AgentPresence` records them, and the latest `AgentReport` as its JSON.
+            try db.execute(
+                sql: """
+                    ALTER TABLE agents ADD COLUMN first_connected_at DATETIME;
+                    ALTER TABLE agents ADD COLUMN last_connected_at DATETIME;
+                    ALTER TABLE agents ADD COLUMN disconnected_at DATETIME;
+                    ALTER TABLE agents ADD COLUMN report TEXT;
+                    """
+            )
+        }
         return migrator
     }()
 }

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Tunnel
 
 /// The embedded default `Store`: one SQLite file (WAL mode) in the data directory, through GRDB.
 /// All SQL of this implementation lives in this file and `SQLiteStore+Migrations.swift`.
@@ -170,6 +171,40 @@ public final class SQLiteStore: Store {
         try await delete(from: "agents", where: "id", equals: id)
     }
 
+    public func setAgentReport(_ report: AgentReport, agentID: UUID) async throws -> Bool {
+        let json = String(decoding: try Self.reportEncoder.encode(report), as: UTF8.self)
+        return try await write { db in
+            try db.execute(sql: "UPDATE agents SET report = ? WHERE id = ? AND report IS NOT ?", arguments: [json, agentID, json])
+            if db.changesCount > 0 { return true }
+            guard try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM agents WHERE id = ?)", arguments: [agentID]) == true else {
+                throw StoreError.notFound
+            }
+            return false
+        }
+    }
+
+    // Dates are stored as "YYYY-MM-DD HH:MM:SS.SSS" text, so MIN and MAX order them in time.
+    public func recordAgentConnected(id: UUID, at date: Date) async throws {
+        try await write { db in
+            try db.execute(
+                sql: """
+                    UPDATE agents SET first_connected_at = MIN(COALESCE(first_connected_at, ?1), ?1),
+                                      last_connected_at = MAX(COALESCE(last_connected_at, ?1), ?1)
+                    WHERE id = ?2
+                    """,
+                arguments: [date, id]
+            )
+        }
+    }
+
+    public func recordAgentDisconnected(id: UUID, at date: Date) async throws {
+        try await write { db in
+            try db.execute(
+                sql: "UPDATE agents SET disconnected_at = MAX(COALESCE(disconnected_at, ?1), ?1) WHERE id = ?2", arguments: [date, id]
+            )
+        }
+    }
+
     // MARK: Plumbing
 
     /// Runs a write transaction, turning SQLite uniqueness failures into `StoreError.conflict`.
@@ -212,9 +247,21 @@ public final class SQLiteStore: Store {
     }
 
     private static func agent(_ row: Row) -> Agent {
-        Agent(
+        let report = (row["report"] as String?).flatMap { try? JSONDecoder().decode(AgentReport.self, from: Data($0.utf8)) }
+        return Agent(
             id: row["id"], workspaceID: row["workspace_id"], name: row["name"], tokenID: row["token_id"],
-            hashedTokenSecret: row["hashed_token_secret"], createdAt: row["created_at"]
+            hashedTokenSecret: row["hashed_token_secret"], createdAt: row["created_at"],
+            connection: AgentConnectionTimes(
+                firstConnectedAt: row["first_connected_at"], lastConnectedAt: row["last_connected_at"], disconnectedAt: row["disconnected_at"]
+            ),
+            report: report
         )
     }
+
+    /// Sorted keys: the same report is the same text, so an unchanged report is recognised in SQL.
+    private static let reportEncoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return encoder
+    }()
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Tunnel
 
 /// Everything meshgate persists, behind one protocol so SQLite (embedded default) and PostgreSQL (HA) are
 /// interchangeable. Callers never see SQL. Methods are async and never block an event loop.
@@ -36,6 +37,14 @@ public protocol Store: Sendable {
     func agent(tokenID: String) async throws -> Agent?
     func agents(workspaceID: UUID) async throws -> [Agent]
     func deleteAgent(id: UUID) async throws
+    /// Keeps `report` as the agent's latest; false when it equals the one stored (nothing to announce).
+    /// Throws `StoreError.notFound` when the agent is gone.
+    func setAgentReport(_ report: AgentReport, agentID: UUID) async throws -> Bool
+    /// A socket of the agent opened at `date`. Times only move forward (first connection: only back), so writes
+    /// racing each other land the same in any order. An unknown agent is ignored: it was deleted meanwhile.
+    func recordAgentConnected(id: UUID, at date: Date) async throws
+    /// The agent's last socket ended at `date`; ordered like `recordAgentConnected`.
+    func recordAgentDisconnected(id: UUID, at date: Date) async throws
 }
 
 public enum StoreError: Error, Equatable, CustomStringConvertible {

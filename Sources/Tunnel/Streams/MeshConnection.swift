@@ -6,6 +6,8 @@ public struct MeshConnectionStatistics: Sendable, Equatable {
     public var bytesRetransmitted = 0
     public var congestionWindow = 0
     public var smoothedRTT: Duration = .zero
+    /// Whether `smoothedRTT` was measured; before the first sample it is RFC 9002's initial guess.
+    public var hasRTTSample = false
 }
 
 /// What a connection needs from the node that owns it. Called on the connection's event loop.

@@ -84,6 +84,7 @@ public final class MeshStreamMultiplexer: MeshConnectionOwner, @unchecked Sendab
         var statistics = connection.statistics
         statistics.congestionWindow = connection.congestion.window
         statistics.smoothedRTT = connection.rtt.smoothed
+        statistics.hasRTTSample = connection.rtt.hasSample
         return statistics
     }
 

@@ -59,6 +59,9 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(name: .customLong("login-rate-limit"), help: "Login attempts allowed per minute per client address; 0 disables. (env: MESHGATE_LOGIN_RATE_LIMIT; default: 10)")
     var loginRateLimit: String?
 
+    @Option(name: .customLong("agent-connection-timeout"), help: "How long a new agent that never connected shows as connecting before it shows as timeout, e.g. 120s, 5m. (env: MESHGATE_AGENT_CONNECTION_TIMEOUT; default: 120s)")
+    var agentConnectionTimeout: String?
+
     @Option(name: .customLong("derp-server-enable"), help: "Run the built-in DERP relay at /derp (Upgrade: DERP or WebSocket subprotocol derp). (env: MESHGATE_DERP_SERVER_ENABLE; default: true)")
     var derpServerEnable: String?
 
@@ -90,7 +93,8 @@ struct ServerCommand: AsyncParsableCommand {
             (O.accessURL, accessURL), (O.wildcardAccessURL, wildcardAccessURL), (O.httpAddress, httpAddress),
             (O.tlsAddress, tlsAddress), (O.tlsCertFile, tlsCertFile), (O.tlsKeyFile, tlsKeyFile), (O.dataDir, dataDir),
             (O.logFormat, logFormat), (O.logLevel, logLevel), (O.prometheusAddress, prometheusAddress),
-            (O.sessionDuration, sessionDuration), (O.loginRateLimit, loginRateLimit), (O.dev, dev.map { $0 ? "true" : "false" }),
+            (O.sessionDuration, sessionDuration), (O.loginRateLimit, loginRateLimit),
+            (O.agentConnectionTimeout, agentConnectionTimeout), (O.dev, dev.map { $0 ? "true" : "false" }),
             (O.derpServerEnable, derpServerEnable), (O.derpConfigPath, derpConfigPath), (O.derpConfigURL, derpConfigURL),
             (O.derpMeshKey, derpMeshKey), (O.derpMeshPeers, derpMeshPeers), (O.derpForceWebSockets, derpForceWebSockets),
             (O.derpAcceptRate, derpServerAcceptRate),

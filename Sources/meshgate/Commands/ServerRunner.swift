@@ -49,7 +49,7 @@ struct ServerRunner {
         // Nodes can only trust a generated certificate by its hash: the embedded region carries it as CertName.
         let selfSignedPin = configuration.tlsCertificateFile == nil ? certificates?.derpCertName : nil
         let derpMap = try await loadDERPMap(certName: selfSignedPin ?? "", logger: logger)
-        let environment = GatewayEnvironment(
+        var environment = GatewayEnvironment(
             configuration: configuration, store: store, clock: SystemWallClock(), hasher: hasher, pubsub: InMemoryPubSub(), derp: derp,
             derpMap: derpMap
         )
@@ -58,9 +58,12 @@ struct ServerRunner {
         var mesh: GatewayMesh?
         if let relay = derp?.server {
             let nodeKey = try NodePrivateKey.loadOrCreate(path: configuration.dataDirectory + "/node.key")
-            mesh = try await GatewayMesh.start(
+            let node = try await GatewayMesh.start(
                 privateKey: nodeKey, address: .random(), relay: relay, region: DERPMap.embeddedRegionID, coordinator: environment.coordinator, logger: logger
             )
+            // Its paths and round trips to agents are part of the agents' state in the API.
+            environment.agentPaths = node
+            mesh = node
         }
         let server: GatewayServer
         do {

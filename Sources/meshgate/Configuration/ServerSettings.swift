@@ -38,6 +38,7 @@ struct ServerSettings {
         static let prometheusAddress = "prometheus-address"
         static let sessionDuration = "session-duration"
         static let loginRateLimit = "login-rate-limit"
+        static let agentConnectionTimeout = "agent-connection-timeout"
         static let dev = "dev"
         static let derpServerEnable = "derp-server-enable"
         static let derpConfigPath = DERPMapSource.pathOption
@@ -50,7 +51,7 @@ struct ServerSettings {
 
         static let all: Set<String> = [
             accessURL, wildcardAccessURL, httpAddress, tlsAddress, tlsCertFile, tlsKeyFile, dataDir, logFormat, logLevel,
-            prometheusAddress, sessionDuration, loginRateLimit, dev, derpServerEnable, derpConfigPath, derpConfigURL,
+            prometheusAddress, sessionDuration, loginRateLimit, agentConnectionTimeout, dev, derpServerEnable, derpConfigPath, derpConfigURL,
             derpMeshKey, derpMeshPeers, derpForceWebSockets, derpAcceptRate,
         ]
     }
@@ -98,6 +99,7 @@ struct ServerSettings {
             guard let value = Int(text), value >= 0 else { throw Reason("must be a whole number ≥ 0 (0 disables the limit)") }
             return value
         }
+        let agentConnectionTimeout = try reader.parse(Option.agentConnectionTimeout, default: 120) { try parseDuration($0) }
         let derpServerEnabled = try reader.parse(Option.derpServerEnable, default: true) { try parseBool($0) }
         let derpConfigPath = try reader.parse(Option.derpConfigPath, default: nil) { try parseReadableFile($0) }
         let derpConfigURL = try reader.parse(Option.derpConfigURL, default: nil) { try parseDERPMapURL($0) }
@@ -128,7 +130,7 @@ struct ServerSettings {
             gateway: GatewayConfiguration(
                 accessURL: accessURL, wildcardAccessURL: wildcard, httpAddress: httpAddress, tlsAddress: tlsAddress,
                 tlsCertificateFile: certificateFile, tlsKeyFile: keyFile, dataDirectory: dataDir, prometheusAddress: prometheus,
-                sessionLifetime: sessionLifetime, loginRateLimit: loginRateLimit
+                sessionLifetime: sessionLifetime, loginRateLimit: loginRateLimit, agentConnectionTimeout: agentConnectionTimeout
             ),
             logFormat: logFormat, logLevel: logLevel, dev: dev, derpServerEnabled: derpServerEnabled,
             derpConfigPath: derpConfigPath, derpConfigURL: derpConfigURL,
