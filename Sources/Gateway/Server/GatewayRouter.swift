@@ -18,6 +18,9 @@ public struct GatewayEnvironment: Sendable {
     public var derpMap: any DERPMapProvider
     /// The node exchange behind `/api/v2/coordinate`; by default with `TunnelPolicy` over `store`.
     public var coordinator: Coordinator
+    /// Streams to agents' ports with HTTP keep-alive (an `AgentStreamPool` over the gateway's mesh node); nil
+    /// without a mesh node.
+    public var agentStreams: (any AgentStreamSource)? = nil
 
     public init(
         configuration: GatewayConfiguration, store: any Store, clock: any WallClock, hasher: PasswordHasher, pubsub: any PubSub,
@@ -61,6 +64,7 @@ public enum GatewayRouter {
         let signedIn = api.group(context: SignedInContext.self)
         users.addSignedInRoutes(to: signedIn)
         workspaces.addSignedInRoutes(to: signedIn)
+        AgentHTTPCheckRoutes(workspaces: workspaces, streams: environment.agentStreams).addRoutes(to: signedIn)
         return router
     }
 

@@ -49,7 +49,7 @@ struct ServerRunner {
         // Nodes can only trust a generated certificate by its hash: the embedded region carries it as CertName.
         let selfSignedPin = configuration.tlsCertificateFile == nil ? certificates?.derpCertName : nil
         let derpMap = try await loadDERPMap(certName: selfSignedPin ?? "", logger: logger)
-        let environment = GatewayEnvironment(
+        var environment = GatewayEnvironment(
             configuration: configuration, store: store, clock: SystemWallClock(), hasher: hasher, pubsub: InMemoryPubSub(), derp: derp,
             derpMap: derpMap
         )
@@ -62,6 +62,7 @@ struct ServerRunner {
                 privateKey: nodeKey, address: .random(), relay: relay, region: DERPMap.embeddedRegionID, coordinator: environment.coordinator, logger: logger
             )
         }
+        environment.agentStreams = mesh.map { AgentStreamPool(dialer: $0) }
         let server: GatewayServer
         do {
             server = try GatewayServer(environment: environment, metricsRegistry: registry, logger: logger, certificates: certificates)
