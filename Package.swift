@@ -143,6 +143,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOFoundationEssentialsCompat", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),  // the HTTP server behind the agent stream pool tests
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

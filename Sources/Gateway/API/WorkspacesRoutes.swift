@@ -142,7 +142,7 @@ struct WorkspacesRoutes {
         return workspace
     }
 
-    private func visibleAgent(_ context: SignedInContext) async throws -> Agent {
+    func visibleAgent(_ context: SignedInContext) async throws -> Agent {
         guard let id = context.parameters.get("agent", as: UUID.self), let agent = try await store.agent(id: id),
             let workspace = try await store.workspace(id: agent.workspaceID), Self.canSee(workspace, context.user)
         else { throw APIError.notFound("Agent not found.") }

@@ -21,6 +21,9 @@ public struct GatewayEnvironment: Sendable {
     public var coordinator: Coordinator
     /// The gateway's mesh paths to agents, shown in the API; the running server sets its `GatewayMesh` here.
     public var agentPaths: any AgentPathProvider
+    /// Streams to agents' ports with HTTP keep-alive (an `AgentStreamPool` over the gateway's mesh node); nil
+    /// without a mesh node.
+    public var agentStreams: (any AgentStreamSource)? = nil
 
     public init(
         configuration: GatewayConfiguration, store: any Store, clock: any WallClock, hasher: PasswordHasher, pubsub: any PubSub,
@@ -70,6 +73,7 @@ public enum GatewayRouter {
         let signedIn = api.group(context: SignedInContext.self)
         users.addSignedInRoutes(to: signedIn)
         workspaces.addSignedInRoutes(to: signedIn)
+        AgentHTTPCheckRoutes(workspaces: workspaces, streams: environment.agentStreams).addRoutes(to: signedIn)
         return router
     }
 

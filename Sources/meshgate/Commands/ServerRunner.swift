@@ -65,6 +65,7 @@ struct ServerRunner {
             environment.agentPaths = node
             mesh = node
         }
+        environment.agentStreams = mesh.map { AgentStreamPool(dialer: $0) }
         let server: GatewayServer
         do {
             server = try GatewayServer(environment: environment, metricsRegistry: registry, logger: logger, certificates: certificates)

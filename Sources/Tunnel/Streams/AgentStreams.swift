@@ -1,0 +1,37 @@
+import Foundation
+import NIOCore
+
+/// Opens mesh streams to agents by id. The gateway's mesh node (`GatewayMesh`) is the one in production: it
+/// finds the agent's node through the coordinator. Code outside Gateway (the app proxy) and tests see only this.
+public protocol AgentStreamDialer: Sendable {
+    func openStream<Output: Sendable>(
+        toAgent id: UUID, service: MeshService, initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Output>
+    ) async throws -> Output
+}
+
+/// Streams to `tcp:PORT` of agents that carry HTTP/1.1 and may be reused between exchanges (keep-alive). The
+/// seam the app proxy and the gateway's diagnostics use; `AgentStreamPool` (Gateway) keeps the idle ones.
+///
+/// A checked-out stream belongs to the caller, who either checks it in after a complete exchange that both
+/// sides want to keep alive, or closes it. It is never both, and never handed to two callers.
+public protocol AgentStreamSource: Sendable {
+    /// An idle stream to `tcp:port` of `agent` with its HTTP/1.1 client pipeline in place, or a new one.
+    func checkout(agent: UUID, port: UInt16) async throws -> AgentStreamLease
+    /// Returns a stream whose exchange ended cleanly with keep-alive on both sides. A stream that has closed or
+    /// half-closed meanwhile is dropped instead.
+    func checkin(_ lease: AgentStreamLease) async
+}
+
+/// A checked-out stream.
+public struct AgentStreamLease: Sendable {
+    public let channel: any Channel
+    public let agent: UUID
+    public let port: UInt16
+    /// It carried an earlier exchange. A failure before any response byte may then only mean the server closed
+    /// its idle connection meanwhile (the usual keep-alive race): an idempotent request is worth one more try.
+    public let reused: Bool
+
+    public init(channel: any Channel, agent: UUID, port: UInt16, reused: Bool) {
+        (self.channel, self.agent, self.port, self.reused) = (channel, agent, port, reused)
+    }
+}
