@@ -58,7 +58,9 @@ def test_gateway_reaches_app_and_survives_restarts(start_server, app, processes)
     started = time.monotonic()
     elapsed, body = wait_reachable(api, agent_id, app.port, "/hello.txt", timeout=15)
     assert app.marker in body["body"]
-    assert time.monotonic() - started < 5, f"reachable again only after {time.monotonic() - started:.1f}s"
+    restart = time.monotonic() - started
+    print(f"agent restart: reachable again {restart:.2f}s after the new process started")
+    assert restart < 5, f"reachable again only after {restart:.1f}s"
 
     # The server restarts on the same address; the agent reconnects by itself.
     server.stop()
@@ -66,7 +68,8 @@ def test_gateway_reaches_app_and_survives_restarts(start_server, app, processes)
     api = API(server, "http")
     api.login()
     agent.wait_for_log("coordinator connected", timeout=30)
-    _, body = wait_reachable(api, agent_id, app.port, "/hello.txt", timeout=30)
+    elapsed, body = wait_reachable(api, agent_id, app.port, "/hello.txt", timeout=30)
+    print(f"server restart: app reachable {elapsed:.2f}s after the agent reconnected")
     assert app.marker in body["body"]
 
 

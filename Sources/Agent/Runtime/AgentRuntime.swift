@@ -33,6 +33,8 @@ public final class AgentRuntime: Sendable {
     private let logger: Logger
     private let control: ControlClient
     private let stopSignal = AsyncStream<Void>.makeStream()
+    /// The peers the coordinator gave this agent (the gateway, proxies, clients with a tunnel to it).
+    private let peers = Mutex<Set<NodePublicKey>>([])
     private let coordinator: CoordinatorClient
     private let reportRequests: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation)
 
@@ -90,7 +92,12 @@ public final class AgentRuntime: Sendable {
             group.addTask {
                 await node.runDERP(derp, region: home.region) { event in
                     switch event {
-                    case .connected(_, let transport): self.logger.info("relay connected", metadata: ["derp.region": "\(home.region)", "derp.transport": "\(transport.rawValue)"])
+                    case .connected(_, let transport):
+                        self.logger.info("relay connected", metadata: ["derp.region": "\(home.region)", "derp.transport": "\(transport.rawValue)"])
+                        // Handshakes peers sent while this agent was off the relay were lost; WireGuard would retry
+                        // only after 5 s. Starting them from here makes a relay reconnect cost one round trip.
+                        let peers = self.peers.withLock { $0 }
+                        Task { for peer in peers { try? await node.forceHandshake(with: peer) } }
                     case .disconnected(let reason): self.logger.warning("relay disconnected; reconnecting", metadata: ["derp.region": "\(home.region)", "reason": "\(reason)"])
                     case .health(let problem): self.logger.warning("relay reports a problem", metadata: ["derp.region": "\(home.region)", "problem": "\(problem)"])
                     default: break
@@ -119,11 +126,13 @@ public final class AgentRuntime: Sendable {
                 case .node(let peer):
                     guard let address = peer.addresses.first?.address else { continue }
                     try? await node.ensurePeer(MeshPeer(key: peer.key, address: address, homeRegion: peer.homeRegion == 0 ? nil : peer.homeRegion))
+                    peers.withLock { _ = $0.insert(peer.key) }
                     logger.debug("peer updated", metadata: ["mesh.peer": "\(peer.key.shortForm)", "mesh.address": "\(address)"])
                 case .lost:
                     break  // keep its session: it is expected back
                 case .gone(let key):
                     try? await node.removePeer(key)
+                    peers.withLock { _ = $0.remove(key) }
                     logger.debug("peer gone", metadata: ["mesh.peer": "\(key.shortForm)"])
                 }
             }
