@@ -101,3 +101,44 @@ def test_invalid_agent_option_names_it(start_server):
     result = subprocess.run([BINARY, "agent", "--url", "ftp://example.com", "--token", "x"], capture_output=True, text=True, timeout=20)
     assert result.returncode != 0
     assert "--url" in result.stderr and "ftp://example.com" in result.stderr
+
+
+def test_dev_mode_runs_a_demo_workspace_end_to_end(start_server):
+    import os
+    import re
+    # A fixed TLS port: the access URL, and with it the embedded relay's address in the DERP map, derives from it.
+    server = start_server("--dev", "--http-address", "127.0.0.1:0", "--tls-address", f"127.0.0.1:{free_port()}")
+    banner = server.wait_for_stdout("Workspace:")
+    email = re.search(r"Email:\s+(\S+)", banner).group(1)
+    password = re.search(r"Password:\s+(\S+)", banner).group(1)
+    agent_pid = int(server.wait_for_log("local agent started")["agent.pid"])
+
+    api = API(server, "tls")
+    api.login(email, password)
+    status, workspaces, _ = api.call("GET", "/api/v2/workspaces")
+    assert status == 200
+    demo = next(w for w in workspaces if w["name"] == "demo")
+    agent_id = demo["agents"][0]["id"]
+    view = wait_status(api, agent_id, "connected")
+    deadline = time.monotonic() + 20
+    while not view["apps"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+        view = agent_view(api, agent_id)
+    app = view["apps"][0]
+    assert app["slug"] == "demo"
+    port = int(app["url"].rsplit(":", 1)[1])
+    _, body = wait_reachable(api, agent_id, port, "/")
+    assert "Hello from your workspace" in body["body"]
+    assert 'new WebSocket' in body["body"]
+
+    # The agent is the server's child: it goes when the server goes.
+    assert server.stop() == 0
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(agent_pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the local agent outlived the server")
