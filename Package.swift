@@ -79,6 +79,7 @@ let package = Package(
             dependencies: [
                 "CSodium",
                 "Tunnel",
+                "AppProxy",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdHTTP2", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),

@@ -153,6 +153,7 @@ def test_server_help_documents_every_option():
     result = run_binary("server", "--help")
     assert result.returncode == 0
     for option in ["access-url", "wildcard-access-url", "http-address", "tls-address", "tls-cert-file", "tls-key-file",
-                   "data-dir", "log-format", "log-level", "prometheus-address", "session-duration", "login-rate-limit", "agent-connection-timeout", "dev"]:
+                   "data-dir", "log-format", "log-level", "prometheus-address", "session-duration", "login-rate-limit", "agent-connection-timeout",
+                   "disable-path-apps", "dangerous-allow-path-app-sharing", "dev"]:
         assert f"--{option}" in result.stdout
         assert "MESHGATE_" + option.upper().replace("-", "_") in result.stdout.replace("\n", " ").replace("  ", "")

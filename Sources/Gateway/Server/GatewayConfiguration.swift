@@ -1,3 +1,4 @@
+import AppProxy
 import Foundation
 
 /// A host and port to listen on, parsed from "host:port", "[v6]:port" or ":port" (all interfaces).
@@ -44,12 +45,16 @@ public struct GatewayConfiguration: Sendable {
     public var loginRateLimit: Int
     /// How long after its creation an agent that never connected is `connecting`; then it is `timeout`.
     public var agentConnectionTimeout: TimeInterval
+    /// `--disable-path-apps`: apps only on their own subdomains (path apps share the dashboard's origin).
+    public var disablePathApps: Bool
+    /// `--dangerous-allow-path-app-sharing`: path apps follow their sharing level instead of being owner-only.
+    public var allowPathAppSharing: Bool
 
     public init(
         accessURL: URL, wildcardAccessURL: String? = nil, httpAddress: ListenAddress?, tlsAddress: ListenAddress?,
         tlsCertificateFile: String? = nil, tlsKeyFile: String? = nil, dataDirectory: String,
         prometheusAddress: ListenAddress? = nil, sessionLifetime: TimeInterval = 24 * 3600, loginRateLimit: Int = 10,
-        agentConnectionTimeout: TimeInterval = 120
+        agentConnectionTimeout: TimeInterval = 120, disablePathApps: Bool = false, allowPathAppSharing: Bool = false
     ) {
         self.accessURL = accessURL
         self.wildcardAccessURL = wildcardAccessURL
@@ -62,7 +67,11 @@ public struct GatewayConfiguration: Sendable {
         self.sessionLifetime = sessionLifetime
         self.loginRateLimit = loginRateLimit
         self.agentConnectionTimeout = agentConnectionTimeout
+        (self.disablePathApps, self.allowPathAppSharing) = (disablePathApps, allowPathAppSharing)
     }
+
+    /// The wildcard host subdomain apps live under, parsed.
+    public var appHostname: AppHostname? { wildcardAccessURL.flatMap(AppHostname.init(pattern:)) }
 
     /// Where the TLS certificate comes from: the given files, or a self-signed one for the access URL's host.
     public var certificateSource: CertificateSource {

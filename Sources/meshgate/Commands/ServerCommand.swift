@@ -62,6 +62,12 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(name: .customLong("agent-connection-timeout"), help: "How long a new agent that never connected shows as connecting before it shows as timeout, e.g. 120s, 5m. (env: MESHGATE_AGENT_CONNECTION_TIMEOUT; default: 120s)")
     var agentConnectionTimeout: String?
 
+    @Option(name: .customLong("disable-path-apps"), help: "Serve apps only on their own subdomains (--wildcard-access-url); path apps answer 403. (env: MESHGATE_DISABLE_PATH_APPS; default: false)")
+    var disablePathApps: String?
+
+    @Option(name: .customLong("dangerous-allow-path-app-sharing"), help: "Let path apps follow their sharing level (authenticated, public). Path apps share the dashboard's origin, so a shared one can act as its visitors. (env: MESHGATE_DANGEROUS_ALLOW_PATH_APP_SHARING; default: false)")
+    var allowPathAppSharing: String?
+
     @Option(name: .customLong("derp-server-enable"), help: "Run the built-in DERP relay at /derp (Upgrade: DERP or WebSocket subprotocol derp). (env: MESHGATE_DERP_SERVER_ENABLE; default: true)")
     var derpServerEnable: String?
 
@@ -94,7 +100,7 @@ struct ServerCommand: AsyncParsableCommand {
             (O.tlsAddress, tlsAddress), (O.tlsCertFile, tlsCertFile), (O.tlsKeyFile, tlsKeyFile), (O.dataDir, dataDir),
             (O.logFormat, logFormat), (O.logLevel, logLevel), (O.prometheusAddress, prometheusAddress),
             (O.sessionDuration, sessionDuration), (O.loginRateLimit, loginRateLimit),
-            (O.agentConnectionTimeout, agentConnectionTimeout), (O.dev, dev.map { $0 ? "true" : "false" }),
+            (O.agentConnectionTimeout, agentConnectionTimeout), (O.disablePathApps, disablePathApps), (O.allowPathAppSharing, allowPathAppSharing), (O.dev, dev.map { $0 ? "true" : "false" }),
             (O.derpServerEnable, derpServerEnable), (O.derpConfigPath, derpConfigPath), (O.derpConfigURL, derpConfigURL),
             (O.derpMeshKey, derpMeshKey), (O.derpMeshPeers, derpMeshPeers), (O.derpForceWebSockets, derpForceWebSockets),
             (O.derpAcceptRate, derpServerAcceptRate),

@@ -1,3 +1,4 @@
+import AppProxy
 import Foundation
 import Gateway
 import Logging
@@ -39,6 +40,8 @@ struct ServerSettings {
         static let sessionDuration = "session-duration"
         static let loginRateLimit = "login-rate-limit"
         static let agentConnectionTimeout = "agent-connection-timeout"
+        static let disablePathApps = "disable-path-apps"
+        static let allowPathAppSharing = "dangerous-allow-path-app-sharing"
         static let dev = "dev"
         static let derpServerEnable = "derp-server-enable"
         static let derpConfigPath = DERPMapSource.pathOption
@@ -51,7 +54,7 @@ struct ServerSettings {
 
         static let all: Set<String> = [
             accessURL, wildcardAccessURL, httpAddress, tlsAddress, tlsCertFile, tlsKeyFile, dataDir, logFormat, logLevel,
-            prometheusAddress, sessionDuration, loginRateLimit, agentConnectionTimeout, dev, derpServerEnable, derpConfigPath, derpConfigURL,
+            prometheusAddress, sessionDuration, loginRateLimit, agentConnectionTimeout, disablePathApps, allowPathAppSharing, dev, derpServerEnable, derpConfigPath, derpConfigURL,
             derpMeshKey, derpMeshPeers, derpForceWebSockets, derpAcceptRate,
         ]
     }
@@ -100,6 +103,8 @@ struct ServerSettings {
             return value
         }
         let agentConnectionTimeout = try reader.parse(Option.agentConnectionTimeout, default: 120) { try parseDuration($0) }
+        let disablePathApps = try reader.parse(Option.disablePathApps, default: false) { try parseBool($0) }
+        let allowPathAppSharing = try reader.parse(Option.allowPathAppSharing, default: false) { try parseBool($0) }
         let derpServerEnabled = try reader.parse(Option.derpServerEnable, default: true) { try parseBool($0) }
         let derpConfigPath = try reader.parse(Option.derpConfigPath, default: nil) { try parseReadableFile($0) }
         let derpConfigURL = try reader.parse(Option.derpConfigURL, default: nil) { try parseDERPMapURL($0) }
@@ -130,7 +135,8 @@ struct ServerSettings {
             gateway: GatewayConfiguration(
                 accessURL: accessURL, wildcardAccessURL: wildcard, httpAddress: httpAddress, tlsAddress: tlsAddress,
                 tlsCertificateFile: certificateFile, tlsKeyFile: keyFile, dataDirectory: dataDir, prometheusAddress: prometheus,
-                sessionLifetime: sessionLifetime, loginRateLimit: loginRateLimit, agentConnectionTimeout: agentConnectionTimeout
+                sessionLifetime: sessionLifetime, loginRateLimit: loginRateLimit, agentConnectionTimeout: agentConnectionTimeout,
+                disablePathApps: disablePathApps, allowPathAppSharing: allowPathAppSharing
             ),
             logFormat: logFormat, logLevel: logLevel, dev: dev, derpServerEnabled: derpServerEnabled,
             derpConfigPath: derpConfigPath, derpConfigURL: derpConfigURL,
@@ -206,12 +212,8 @@ struct ServerSettings {
     /// "*.apps.example.com" or "*-apps.example.com": a single leading wildcard label.
     static func parseWildcard(_ text: String) throws -> String? {
         if text.isEmpty { return nil }
-        let host = text.lowercased()
-        guard host.hasPrefix("*"), !host.dropFirst().contains("*"), host.contains("."),
-            host.dropFirst().first == "." || host.dropFirst().first == "-",
-            host.dropFirst().allSatisfy({ $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == ":" })
-        else { throw Reason("must look like *.apps.example.com or *-apps.example.com") }
-        return host
+        guard AppHostname(pattern: text) != nil, !text.contains("/") else { throw Reason("must look like *.apps.example.com or *-apps.example.com") }
+        return text.lowercased()
     }
 
     /// Go-style durations: "90s", "15m", "24h", "1h30m".
