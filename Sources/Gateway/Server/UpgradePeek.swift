@@ -108,19 +108,7 @@ final class UpgradePeek: ChannelInboundHandler, RemovableChannelHandler {
     /// For `GET /derp` (query allowed) with an `Upgrade` header naming DERP (case-insensitive): whether the
     /// client asked for fast start (`Derp-Fast-Start: 1`); nil for any other request.
     static func derpUpgrade(_ head: String) -> Bool? {
-        let lines = head.split(separator: "\r\n", omittingEmptySubsequences: true)
-        guard let requestLine = lines.first else { return nil }
-        let parts = requestLine.split(separator: " ")
-        guard parts.count == 3, parts[0] == "GET", parts[1] == "/derp" || parts[1].hasPrefix("/derp?") else { return nil }
-        var headers: [String: String] = [:]
-        for line in lines.dropFirst() {
-            guard let colon = line.firstIndex(of: ":") else { continue }
-            let name = line[..<colon].trimmingCharacters(in: .whitespaces).lowercased()
-            headers[name, default: ""] += line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces).lowercased() + ","
-        }
-        guard headers["upgrade", default: ""].split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == "derp" }) else {
-            return nil
-        }
-        return headers["derp-fast-start"] == "1,"
+        guard let head = RawRequestHead(head), head.method == "GET", head.path == "/derp", head.tokens("upgrade").contains("derp") else { return nil }
+        return head.values("derp-fast-start") == ["1"]
     }
 }
