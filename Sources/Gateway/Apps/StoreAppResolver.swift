@@ -55,3 +55,11 @@ struct StoreAppResolver: AppResolver {
         return (port, https, prefix)
     }
 }
+
+/// The app proxy's view of a session: the same check as the API's, reduced to who the user is.
+extension Authenticator: AppSessionAuthenticator {
+    public func requester(presenting credential: String) async throws -> AppRequester? {
+        guard case .valid(let session) = try await authenticate(credential) else { return nil }
+        return AppRequester(userID: session.user.id, username: session.user.username, isSiteOwner: session.user.role == .owner)
+    }
+}
