@@ -27,7 +27,7 @@ define apt_install
 	fi
 endef
 
-.PHONY: run test bench bench-streams bench-tls bench-wireguard bench-derp bench-kernel-tcp vectors deps-run deps-test deps-bench build swift-check clean
+.PHONY: run test bench bench-streams bench-tls bench-wireguard bench-derp bench-kernel-tcp bench-apps vectors deps-run deps-test deps-bench build swift-check clean
 
 swift-check:
 	@command -v swift >/dev/null || { echo "swift not found: install Swift 6.x (https://swift.org/install) and put it on PATH"; exit 1; }
@@ -54,7 +54,7 @@ test: deps-test
 	swift test --no-parallel
 	MESHGATE_BIN=$(CURDIR)/.build/debug/meshgate $(PYTHON) -m pytest -q -c tests/e2e/pytest.ini tests/e2e
 
-bench: bench-tls bench-wireguard bench-derp bench-streams
+bench: bench-tls bench-wireguard bench-derp bench-streams bench-apps
 
 bench-tls: deps-bench
 	bash bench/tls-front.sh
@@ -71,6 +71,10 @@ bench-derp: deps-bench
 # Needs root: network namespaces and TUN devices.
 bench-kernel-tcp: deps-bench
 	bash bench/kernel-tcp.sh
+
+# Needs root: the app, nginx and meshgate's agent run in network namespaces joined by wireguard-go or a veth.
+bench-apps: deps-bench
+	bash bench/apps.sh
 
 # Regenerates the checked-in known-answer vectors with independent implementations (PyPI noiseprotocol).
 .venv/bin/python:

@@ -156,10 +156,5 @@ done
 
 machine="$(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); $(swift --version 2>/dev/null | head -1); $(iperf3 --version | head -1); wireguard-go $(dpkg-query -W -f='${Version}' wireguard-go 2>/dev/null); default TCP congestion control $(cat /proc/sys/net/ipv4/tcp_congestion_control); run on $(date -u +%Y-%m-%d), load average $load at the start"
 section=$("$PYTHON" bench/lib/kernel_tcp_report.py "$RESULTS" "$machine" "${IMPAIRMENT[*]}" "$CONGESTION" "$BULK_SECONDS" "$IMPAIRED_BULK_SECONDS")
-"$PYTHON" - "$section" <<'PY'
-import re, sys
-text = open("BENCHMARKS.md").read()
-text = re.sub(r"\n## Kernel TCP over wireguard-go\n.*?(?=\n## |\Z)", "", text, flags=re.S).rstrip() + "\n\n" + sys.argv[1].strip() + "\n"
-open("BENCHMARKS.md", "w").write(text)
-PY
+"$PYTHON" bench/lib/replace_section.py "Kernel TCP over wireguard-go" "$section"
 echo "== BENCHMARKS.md updated"

@@ -45,10 +45,5 @@ done
 
 machine="$(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(uname -sr); $(swift --version 2>/dev/null | head -1); run on $(date -u +%Y-%m-%d), load average $load at the start"
 section=$("$PYTHON" bench/lib/streams_report.py "$work" "$machine")
-"$PYTHON" - "$section" <<'PY'
-import re, sys
-text = open("BENCHMARKS.md").read()
-text = re.sub(r"\n## Mesh streams\n.*?(?=\n## |\Z)", "", text, flags=re.S).rstrip() + "\n\n" + sys.argv[1].strip() + "\n"
-open("BENCHMARKS.md", "w").write(text)
-PY
+"$PYTHON" bench/lib/replace_section.py "Mesh streams" "$section"
 echo "== BENCHMARKS.md updated"

@@ -1,0 +1,254 @@
+#!/usr/bin/env bash
+# Workspace apps (issue 7): one app request through meshgate's full path (TLS → gateway → mesh → agent → app)
+# against nginx reverse-proxying to the same app, in one run, on the same two network namespaces
+# (bench/lib/wg-netns.sh):
+#
+#   $WGN_NS1, the gateway side                                $WGN_NS2, the workspace
+#   wrk / h2load → 10.219.3.1:8443  nginx, TLS ─── veth ────→ 10.219.3.2:8080  nginx serving files   (A: direct)
+#   wrk / h2load → 10.219.3.1:8444  nginx, TLS ─ wireguard-go → 10.219.4.2:8080  (MTU 1280)         (B: the anchor)
+#   wrk / h2load → 10.219.3.1:9443  meshgate server ←─ veth ── meshgate agent → 127.0.0.1:8080       (meshgate)
+#
+# The app is nginx serving a 1 KiB and a 1 MiB file with keep-alive, so the proxies are the bottleneck. Every
+# target is asked for the same URL, /@owner/dev/apps/bench/FILE with the same session cookie: meshgate's path
+# app, and nginx strips the same prefix. Load: wrk (HTTP/1.1, --latency) and h2load (HTTP/2, p99 from its
+# --log-file) for DURATION seconds after WARMUP seconds, at each of CONNECTIONS; the three targets run back to
+# back for each case. Every figure is printed as `result name=… value=… unit=…` and the section "Workspace
+# apps" of BENCHMARKS.md is replaced (bench/lib/apps_report.py).
+#
+# Needs root. Usage: bash bench/apps.sh (make bench-apps). MESHGATE_BIN: a release meshgate already built
+# (skips the build); ANCHORS_ONLY=1 measures the nginx anchors alone. DURATION, WARMUP, CONNECTIONS,
+# H2_STREAMS and WRK_THREADS override the defaults.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+CONNECTIONS=${CONNECTIONS:-16 64}
+H2_STREAMS=${H2_STREAMS:-10}  # concurrent streams per HTTP/2 connection, as in bench/tls-front.sh
+WRK_THREADS=${WRK_THREADS:-1}  # the load generator shares the 2 cores with everything it measures
+ANCHORS_ONLY=${ANCHORS_ONLY:-0}
+PYTHON=/usr/bin/python3
+load=$(cut -d' ' -f1-3 /proc/loadavg)  # at the start, before the build: other jobs on the machine show here
+command_line="bash bench/apps.sh"
+[ "$ANCHORS_ONLY" = 1 ] && command_line="ANCHORS_ONLY=1 $command_line"
+
+# Fixed ports are safe: they are bound inside this run's own namespaces, never the root namespace.
+GATEWAY=10.219.3.1
+APP_PORT=8080
+DIRECT_PORT=8443
+WIREGUARD_PORT=8444
+MESHGATE_PORT=9443
+APP_PATH=/@owner/dev/apps/bench
+PASSWORD="bench horse battery staple"
+
+# shellcheck source=lib/wg-netns.sh
+source bench/lib/wg-netns.sh
+wgn_require
+for tool in nginx wrk h2load curl openssl "$PYTHON"; do
+  command -v "$tool" >/dev/null || { echo "apps: $tool not found (make deps-bench installs it)" >&2; exit 1; }
+done
+APPS_WORK=""
+cleanup() {
+  wgn_cleanup
+  if [ -n "$APPS_WORK" ]; then rm -rf "$APPS_WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM  # through the EXIT trap, so cleanup runs on ^C and kill too
+
+if [ "$ANCHORS_ONLY" != 1 ] && [ -z "${MESHGATE_BIN:-}" ]; then
+  echo "== building meshgate (release)"
+  swift build -c release --product meshgate >/dev/null
+fi
+MESHGATE=${MESHGATE_BIN:-$PWD/.build/release/meshgate}
+
+echo "== namespaces $WGN_NS1 (gateway side) and $WGN_NS2 (workspace), wireguard-go between them (MTU $WGN_MTU)"
+wgn_setup
+wgn_use_direct
+# Not under WGN_WORK (0700): nginx's workers run as nobody and must read the files.
+APPS_WORK=$(mktemp -d /tmp/meshgate-apps.XXXXXX)
+chmod 755 "$APPS_WORK"
+RESULTS=$APPS_WORK/results
+
+result() {
+  echo "result name=$1 value=$2 unit=$3" | tee -a "$RESULTS"
+}
+
+mkdir -p "$APPS_WORK/files"
+head -c 1024 /dev/zero | tr '\0' a >"$APPS_WORK/files/small.txt"
+head -c 1048576 /dev/urandom >"$APPS_WORK/files/large.bin"
+chmod 644 "$APPS_WORK/files/"*
+(umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=meshgate-bench \
+  -addext "subjectAltName=IP:$GATEWAY" -keyout "$APPS_WORK/key.pem" -out "$APPS_WORK/cert.pem" 2>/dev/null)
+
+# Writes an nginx configuration $1 whose http block holds the rest of the arguments, and starts nginx with it
+# in namespace $2.
+start_nginx() {
+  local name=$1 namespace=$2
+  shift 2
+  mkdir -p "$APPS_WORK/$name"
+  cat >"$APPS_WORK/$name/nginx.conf" <<CONF
+worker_processes auto;
+error_log $APPS_WORK/$name/error.log warn;
+pid $APPS_WORK/$name/nginx.pid;
+daemon off;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 300s;
+  client_body_temp_path $APPS_WORK/$name/body; proxy_temp_path $APPS_WORK/$name/proxy;
+  fastcgi_temp_path $APPS_WORK/$name/fastcgi; uwsgi_temp_path $APPS_WORK/$name/uwsgi; scgi_temp_path $APPS_WORK/$name/scgi;
+$*
+}
+CONF
+  wgn_spawn ip netns exec "$namespace" nginx -c "$APPS_WORK/$name/nginx.conf"
+}
+
+# The same proxy configuration for both anchors: TLS with HTTP/2, upstream keep-alive, and responses streamed
+# through memory buffers, never spooled to temporary files.
+proxy_server() {
+  local port=$1 upstream=$2 address=$3
+  cat <<CONF
+  upstream $upstream { server $address:$APP_PORT; keepalive 64; }
+  server {
+    listen $GATEWAY:$port ssl http2;
+    ssl_certificate $APPS_WORK/cert.pem;
+    ssl_certificate_key $APPS_WORK/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location $APP_PATH/ {
+      proxy_pass http://$upstream/;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffers 16 64k;
+      proxy_busy_buffers_size 128k;
+      proxy_max_temp_file_size 0;
+    }
+  }
+CONF
+}
+
+echo "== the app: nginx in $WGN_NS2 on port $APP_PORT"
+start_nginx app "$WGN_NS2" "  sendfile on; tcp_nopush on;
+  server { listen $APP_PORT; root $APPS_WORK/files; }"
+echo "== anchors: nginx in $WGN_NS1, direct on $DIRECT_PORT, over wireguard-go on $WIREGUARD_PORT"
+start_nginx proxy "$WGN_NS1" "$(proxy_server "$DIRECT_PORT" app_direct 10.219.3.2)
+$(proxy_server "$WIREGUARD_PORT" app_wireguard "$WGN_TUNNEL2")"
+
+# An HTTP request from the gateway side: fetch URL [curl options…]; prints "STATUS BYTES".
+fetch() {
+  wgn_in "$WGN_NS1" curl -sk -o /dev/null -w '%{http_code} %{size_download}' "$@"
+}
+
+# Waits until URL $1 answers 200 with $2 bytes (cookie sent), up to 30 s; shows the last answer if not.
+wait_serving() {
+  local url=$1 bytes=$2 answer="" _
+  for _ in $(seq 300); do
+    answer=$(fetch -H "Cookie: $COOKIE" "$url" || true)
+    [ "$answer" = "200 $bytes" ] && return 0
+    sleep 0.1
+  done
+  echo "apps: $url answered '$answer', not '200 $bytes'" >&2
+  return 1
+}
+
+# A JSON call to meshgate's API: api METHOD PATH [BODY]; prints the response body, fails on an HTTP error.
+api() {
+  wgn_in "$WGN_NS1" curl -sSk --max-time 15 --fail-with-body -X "$1" -H 'Content-Type: application/json' \
+    ${SESSION:+-H "Meshgate-Session-Token: $SESSION"} ${3:+--data "$3"} "https://$GATEWAY:$MESHGATE_PORT$2"
+}
+
+json_field() { "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+
+# Every target gets the same cookie (the anchors ignore it), so requests are the same size everywhere.
+COOKIE="meshgate_session_token=none"
+TARGETS="direct wireguard"
+declare -A BASE_URL=([direct]="https://$GATEWAY:$DIRECT_PORT$APP_PATH" [wireguard]="https://$GATEWAY:$WIREGUARD_PORT$APP_PATH")
+
+if [ "$ANCHORS_ONLY" != 1 ]; then
+  echo "== meshgate server in $WGN_NS1 on $GATEWAY:$MESHGATE_PORT ($("$MESHGATE" --version 2>/dev/null || echo "version unknown"))"
+  # --log-level warning: at info every request writes a log line (as in bench/tls-front.sh). Its own self-signed
+  # certificate (P-256, like nginx's): with --tls-cert-file the server takes the certificate for a CA-signed one
+  # and its DERP map pins nothing, so the agent's relay connection would fail verification.
+  wgn_spawn ip netns exec "$WGN_NS1" "$MESHGATE" server --tls-address "$GATEWAY:$MESHGATE_PORT" --http-address "" \
+    --access-url "https://$GATEWAY:$MESHGATE_PORT" --data-dir "$APPS_WORK/data" --log-level warning >"$APPS_WORK/server.log" 2>&1
+  server_pid=$WGN_LAST_PID
+  for _ in $(seq 300); do
+    [ "$(fetch "https://$GATEWAY:$MESHGATE_PORT/healthz" || true)" = "200 2" ] && break
+    kill -0 "$server_pid" 2>/dev/null || { cat "$APPS_WORK/server.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  SESSION=""
+  api POST /api/v2/users/first "{\"email\":\"owner@example.com\",\"username\":\"owner\",\"password\":\"$PASSWORD\"}" >/dev/null
+  SESSION=$(api POST /api/v2/users/login "{\"email\":\"owner@example.com\",\"password\":\"$PASSWORD\"}" | json_field session_token)
+  workspace=$(api POST /api/v2/workspaces '{"name":"dev"}' | json_field id)
+  agent=$(api POST "/api/v2/workspaces/$workspace/agents" '{"name":"main"}')
+  agent_id=$(json_field id <<<"$agent")
+  fingerprint=$(cat "$APPS_WORK"/data/tls/*.crt | openssl x509 -noout -fingerprint -sha256 | cut -d= -f2)
+  echo "== meshgate agent in $WGN_NS2, app bench=http://127.0.0.1:$APP_PORT (sharing: owner)"
+  # The token goes in the environment, not on the command line (ps).
+  MESHGATE_AGENT_TOKEN=$(json_field token <<<"$agent") wgn_spawn ip netns exec "$WGN_NS2" "$MESHGATE" agent \
+    --url "https://$GATEWAY:$MESHGATE_PORT" --tls-fingerprint "$fingerprint" --app "bench=http://127.0.0.1:$APP_PORT,share=owner" \
+    --log-level warning >"$APPS_WORK/agent.log" 2>&1
+  # The agent first: a failure below is then the app proxy's, not the mesh's.
+  deadline=$((SECONDS + 30))
+  until api GET "/api/v2/workspaceagents/$agent_id/http-check?port=$APP_PORT&path=/small.txt" >"$APPS_WORK/check" 2>&1; do
+    [ "$SECONDS" -lt "$deadline" ] || { cat "$APPS_WORK/check" "$APPS_WORK/server.log" "$APPS_WORK/agent.log" >&2; exit 1; }
+    sleep 0.2
+  done
+  COOKIE="meshgate_session_token=$SESSION"
+  TARGETS="$TARGETS meshgate"
+  BASE_URL[meshgate]="https://$GATEWAY:$MESHGATE_PORT$APP_PATH"
+fi
+
+# The path meshgate's gateway uses to the agent (derp or direct), from the agent's state in the API.
+meshgate_path() {
+  api GET "/api/v2/workspaceagents/$agent_id" | "$PYTHON" -c 'import json, sys; print((json.load(sys.stdin).get("path") or {}).get("kind", "none"))'
+}
+
+for target in $TARGETS; do
+  wait_serving "${BASE_URL[$target]}/small.txt" 1024 || { [ "$target" != meshgate ] || cat "$APPS_WORK/server.log" "$APPS_WORK/agent.log" >&2; exit 1; }
+  wait_serving "${BASE_URL[$target]}/large.bin" 1048576
+done
+if [ "$ANCHORS_ONLY" != 1 ]; then result meshgate_path_before "$(meshgate_path)" kind; fi
+
+# A wrk or h2load run's figures: results NAME_rps, NAME_p99 (ms) and NAME_errors.
+measure_h1() {
+  local name=$1 url=$2 connections=$3 log=$APPS_WORK/$1.wrk
+  local wrk_command=(ip netns exec "$WGN_NS1" wrk -t"$WRK_THREADS" -c"$connections" -H "Cookie: $COOKIE")
+  "${wrk_command[@]}" -d"${WARMUP}s" "$url" >/dev/null
+  "${wrk_command[@]}" -d"${DURATION}s" --latency "$url" >"$log"
+  result "${name}_rps" "$(awk '/^Requests\/sec:/ {print $2}' "$log")" req/s
+  # wrk prints latencies as 812.00us, 3.41ms or 1.02s.
+  result "${name}_p99" "$(awk '$1 == "99%" { v = $2; f = 1; if (v ~ /us$/) f = 0.001; else if (v ~ /ms$/) f = 1; else if (v ~ /s$/) f = 1000
+    sub(/[a-z]+$/, "", v); printf "%.3f", v * f }' "$log")" ms
+  result "${name}_errors" "$(awk '/Non-2xx/ {n += $NF} /Socket errors/ {gsub(",", ""); n += $4 + $6 + $8 + $10} END {print n + 0}' "$log")" requests
+}
+
+measure_h2() {
+  local name=$1 url=$2 connections=$3 log=$APPS_WORK/$1.h2load
+  ip netns exec "$WGN_NS1" h2load -t1 -c"$connections" -m"$H2_STREAMS" -H "Cookie: $COOKIE" \
+    --warm-up-time="${WARMUP}s" -D "${DURATION}s" --log-file="$log.requests" "$url" >"$log"
+  result "${name}_rps" "$(awk '/^finished in/ {print $4}' "$log")" req/s
+  # Per-request log: start (µs since epoch), status, µs until the end of the response; nearest-rank p99.
+  result "${name}_p99" "$(cut -f3 "$log.requests" | sort -n | awk '{ t[NR] = $1 } END {
+    i = int(NR * 0.99); if (i < NR * 0.99) i++; if (NR == 0) print "nan"; else printf "%.3f", t[i] / 1000 }')" ms
+  result "${name}_errors" "$(awk '/^requests:/ {n += $10 + $12 + $14} /^status codes:/ {n += $5 + $7 + $9} END {print n + 0}' "$log")" requests
+}
+
+for protocol in h1 h2; do
+  for file in small.txt large.bin; do
+    for connections in $CONNECTIONS; do
+      for target in $TARGETS; do
+        name="${target}_${protocol}_${file%%.*}_c$connections"
+        echo "== $name"
+        "measure_$protocol" "$name" "${BASE_URL[$target]}/$file" "$connections"
+      done
+    done
+  done
+done
+if [ "$ANCHORS_ONLY" != 1 ]; then result meshgate_path_after "$(meshgate_path)" kind; fi
+
+version() { "$@" 2>&1 | head -1 || true; }
+machine="$(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); $(version nginx -v); $(version wrk -v | cut -d' ' -f1-2); h2load $(h2load --version | awk '{print $2}'); wireguard-go $(dpkg-query -W -f='${Version}' wireguard-go 2>/dev/null); meshgate $(git rev-parse --short HEAD); run on $(date -u +%Y-%m-%d), load average $load at the start"
+section=$("$PYTHON" bench/lib/apps_report.py "$RESULTS" "$machine" "$command_line" "$DURATION" "$WARMUP" "$H2_STREAMS" "$WRK_THREADS")
+"$PYTHON" bench/lib/replace_section.py "Workspace apps" "$section"
+echo "== BENCHMARKS.md updated"

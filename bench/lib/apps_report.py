@@ -1,0 +1,113 @@
+"""The BENCHMARKS.md section of bench/apps.sh, from its `result name=… value=… unit=…` lines.
+
+  apps_report.py RESULTS MACHINE COMMAND DURATION WARMUP H2_STREAMS WRK_THREADS
+"""
+
+import sys
+
+TARGETS = (("direct", "A: nginx direct"), ("wireguard", "B: nginx over wireguard-go"), ("meshgate", "meshgate"))
+FILES = (("small", "1 KiB"), ("large", "1 MiB"))
+
+
+def read(path: str) -> dict:
+    r = {}
+    for line in open(path):
+        if line.startswith("result "):
+            fields = dict(part.split("=", 1) for part in line.split()[1:])
+            try:
+                r[fields["name"]] = float(fields["value"])
+            except ValueError:
+                r[fields["name"]] = fields["value"]  # the mesh path's kind
+    return r
+
+
+def main() -> None:
+    path, machine, command, duration, warmup, streams, threads = sys.argv[1:8]
+    r = read(path)
+    targets = [(key, label) for key, label in TARGETS if any(name.startswith(key + "_") for name in r)]
+    measured = "meshgate" in dict(targets)
+    cases = {}  # (protocol, file) → connection counts, in the order run
+    for name in r:
+        parts = name.split("_")
+        if parts[0] == "direct" and parts[-1] == "rps":
+            cases.setdefault((parts[1], parts[2]), []).append(parts[3])
+
+    def cell(name: str, file: str) -> str:
+        rps = r[name + "_rps"]
+        rate = f" ({rps:.0f} MiB/s)" if file == "large" else ""
+        return f"{rps:.0f} req/s{rate}, p99 {r[name + '_p99']:.2f} ms"
+
+    def ratio(name: str, anchor: str, bold: bool) -> str:
+        rps = r[name + "_rps"] / r[anchor + "_rps"]
+        p99 = r[name + "_p99"] / r[anchor + "_p99"]
+        return (f"**{rps:.2f}×**" if bold else f"{rps:.2f}×") + f" req/s, {p99:.2f}× p99"
+
+    def table(protocol: str) -> str:
+        header = ["file", "connections"] + [label for _, label in targets]
+        if measured:
+            header += ["meshgate ÷ B", "meshgate ÷ A"]
+        rows = ["| " + " | ".join(header) + " |", "|---|---:|" + "---:|" * (len(header) - 2)]
+        for file, size in FILES:
+            for connections in cases.get((protocol, file), []):
+                names = {key: f"{key}_{protocol}_{file}_{connections}" for key, _ in targets}
+                row = [size, connections[1:]] + [cell(names[key], file) for key, _ in targets]
+                if measured:
+                    row += [ratio(names["meshgate"], names["wireguard"], True), ratio(names["meshgate"], names["direct"], False)]
+                rows.append("| " + " | ".join(row) + " |")
+        return "\n".join(rows)
+
+    errors = [f"{name[:-7]}: {value:.0f}" for name, value in r.items() if name.endswith("_errors") and value]
+    error_line = ("Failed requests (non-2xx, socket errors, timeouts): " + ", ".join(errors) + "; their runs' figures "
+                  "count them as answered.") if errors else "Every request of every run answered 2xx."
+    if measured:
+        before, after = r.get("meshgate_path_before", "?"), r.get("meshgate_path_after", "?")
+        path_line = f"The gateway's path to the agent (its state in the API): {before} before the runs, {after} after."
+        meshgate_line = ""
+    else:
+        path_line = ""
+        meshgate_line = ("\n**meshgate was not measured in this run** (the anchors alone): the app proxy's path apps were "
+                         "not in the build yet. Re-run `make bench-apps` for the ratios.\n")
+    h1 = f"`wrk -t{threads} -cN --latency -H 'Cookie: …'` for {duration} s after a {warmup} s run thrown away"
+    h2 = (f"`h2load -t1 -cN -m{streams} -H 'Cookie: …' --warm-up-time={warmup}s -D {duration}s --log-file …`;\n"
+          "p99 is the nearest rank of the per-request times in its log (h2load itself prints only min, max, mean and sd)")
+    print(f"""## Workspace apps
+
+`{command}` (`make bench-apps`, root): issue 7's request path. A GET for a file served by nginx
+(keep-alive, sendfile) in a workspace network namespace, through three proxies in a gateway namespace, at the
+same URL `/@owner/dev/apps/bench/FILE` with the same session cookie, back to back for each case in one run:
+
+- **meshgate**: TLS → `meshgate server` (release, `--log-level warning`, its generated P-256 certificate, the
+  path-app proxy) → the mesh → `meshgate agent` in the workspace namespace
+  (`--app bench=http://127.0.0.1:8080,share=owner`) → the app on 127.0.0.1.
+- **A, nginx direct**: nginx (TLS with a P-256 certificate, HTTP/2, the app prefix stripped, upstream
+  keep-alive, responses buffered in memory) → the app over a veth between the namespaces.
+- **B, nginx over wireguard-go**: the same nginx → the app through Debian's wireguard-go (MTU 1280) between the
+  namespaces, over that veth. The goal is meshgate ≥ B.
+
+HTTP/1.1: {h1}.
+HTTP/2: {h2}.
+The upstream leg is HTTP/1.1 in all three. Ratios divide meshgate's req/s and p99 by the anchor's from the same
+case of the same run: above 1× is better for req/s, worse for p99.
+
+Machine: {machine}.
+{meshgate_line}
+HTTP/1.1 over TLS:
+
+{table("h1")}
+
+HTTP/2 over TLS:
+
+{table("h2")}
+
+{(error_line + " " + path_line).strip()}
+
+Limits: the load generator (one thread), the proxy, the app, wireguard-go or the agent all share the machine's two
+cores, so a target's figure also pays for what runs beside it and the ratios matter more than the absolute numbers;
+with one load thread the anchors may be held by wrk or h2load rather than by nginx. The veth has no latency or loss,
+so this measures per-request cost, not behaviour on a real network; p99 over {duration} s counts queueing in the
+load generator too.
+""".replace("\n\n\n", "\n\n"))
+
+
+if __name__ == "__main__":
+    main()
