@@ -53,6 +53,7 @@ public enum GatewayRouter {
         router.add(middleware: APIErrorMiddleware())
         router.get("healthz") { _, _ in "OK" }
         if let derp = environment.derp { DERPRoutes(service: derp).addHTTPRoutes(to: router) }
+        LoginPage().addRoutes(to: router)
 
         let api = router.group("api/v2")
         api.add(middleware: SessionMiddleware(authenticator: environment.authenticator))
