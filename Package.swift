@@ -71,6 +71,7 @@ let package = Package(
                 "Tunnel",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),  // HS512 app tokens, AES-GCM app-connect keys
             ],
             swiftSettings: swiftSettings
         ),
@@ -139,6 +140,7 @@ let package = Package(
             dependencies: [
                 "Gateway",
                 "Tunnel",
+                "AppProxy",  // app tokens and app-connect keys the gateway mints
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HummingbirdWSTesting", package: "hummingbird-websocket"),  // client.ws for the coordinator socket
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -189,7 +191,7 @@ let package = Package(
         ),
         .testTarget(
             name: "AppProxyTests",
-            dependencies: ["AppProxy", "Tunnel"],
+            dependencies: ["AppProxy", "Tunnel", "MeshgateTesting"],  // SplitMix64 seeds the token fuzzing
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -35,10 +35,15 @@ public struct Authenticator: Sendable {
 
     public init(store: any Store, clock: any WallClock) { (self.store, self.clock) = (store, clock) }
 
-    public func authenticate(_ presented: String) async throws -> Outcome {
+    /// What a credential is presented for. `app_connect` keys (minted by the cross-domain app login and held in app
+    /// cookies) open workspace apps only: an app that somehow got hold of one still cannot use the API.
+    public enum Scope: Sendable { case api, apps }
+
+    public func authenticate(_ presented: String, scope: Scope = .api) async throws -> Outcome {
         guard let token = SecretToken(presented), let key = try await store.apiKey(id: token.id),
             token.matches(hashedSecret: key.hashedSecret)
         else { return .invalid("Invalid session token.") }
+        guard scope == .apps || key.loginType != .appConnect else { return .invalid("This token only opens workspace apps.") }
         guard key.expiresAt > clock.now else {
             try? await store.deleteAPIKey(id: key.id)  // lazily sweep; a concurrent delete is harmless
             return .invalid("Session token expired.")

@@ -1,3 +1,4 @@
+import AppProxy
 import Foundation
 import Hummingbird
 import HummingbirdCore
@@ -24,6 +25,9 @@ public struct GatewayEnvironment: Sendable {
     /// Streams to agents' ports with HTTP keep-alive (an `AgentStreamPool` over the gateway's mesh node); nil
     /// without a mesh node.
     public var agentStreams: (any AgentStreamSource)? = nil
+    /// Rotating keys of signed app tokens and of the cross-domain app login, cached; created in the store at first use.
+    public var appTokenKeys: AppKeyStore<AppTokenSigning>
+    public var appConnectKeys: AppKeyStore<AppConnectEncryption>
 
     public init(
         configuration: GatewayConfiguration, store: any Store, clock: any WallClock, hasher: PasswordHasher, pubsub: any PubSub,
@@ -34,6 +38,8 @@ public struct GatewayEnvironment: Sendable {
         (self.derpMap, self.agentPaths) = (derpMap, agentPaths)
         self.coordinator = coordinator
             ?? Coordinator(authorizer: TunnelPolicy(store: store), clock: clock, presence: AgentPresenceRecorder(store: store, pubsub: pubsub))
+        appTokenKeys = AppKeyStore(store: store, clock: clock)
+        appConnectKeys = AppKeyStore(store: store, clock: clock)
     }
 
     var authenticator: Authenticator { Authenticator(store: store, clock: clock) }
@@ -61,16 +67,19 @@ public enum GatewayRouter {
             BuildInfoResponse(version: BuildInfo.version, accessURL: environment.configuration.accessURL.absoluteString)
         }
         let configuration = environment.configuration
+        let sessions = SessionPolicy(sessionLifetime: configuration.sessionLifetime, secureCookies: configuration.accessURL.scheme == "https")
         let users = UsersRoutes(
             store: environment.store, hasher: environment.hasher, clock: environment.clock,
-            limiter: LoginRateLimiter(limit: configuration.loginRateLimit, clock: environment.clock),
-            sessions: SessionPolicy(sessionLifetime: configuration.sessionLifetime, secureCookies: configuration.accessURL.scheme == "https")
+            limiter: LoginRateLimiter(limit: configuration.loginRateLimit, clock: environment.clock), sessions: sessions
         )
         let workspaces = environment.workspacesRoutes
         users.addPublicRoutes(to: api)
         workspaces.addAgentRoutes(to: api)
         DERPMapRoutes(provider: environment.derpMap, authenticator: environment.authenticator).addRoutes(to: api)
         environment.coordinatorRoutes.addHTTPRoutes(to: api)
+        ApplicationsRoutes(
+            store: environment.store, clock: environment.clock, configuration: configuration, sessions: sessions, connectKeys: environment.appConnectKeys
+        ).addRoutes(to: api)
         let signedIn = api.group(context: SignedInContext.self)
         users.addSignedInRoutes(to: signedIn)
         workspaces.addSignedInRoutes(to: signedIn)
