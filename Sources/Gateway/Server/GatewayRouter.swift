@@ -25,6 +25,8 @@ public struct GatewayEnvironment: Sendable {
     /// Streams to agents' ports with HTTP keep-alive (an `AgentStreamPool` over the gateway's mesh node); nil
     /// without a mesh node.
     public var agentStreams: (any AgentStreamSource)? = nil
+    /// Opens raw streams to agents (WebSocket upgrades, HTTPS apps): the gateway's mesh node; nil without one.
+    public var agentDialer: (any AgentStreamDialer)? = nil
     /// Rotating keys of signed app tokens and of the cross-domain app login, cached; created in the store at first use.
     public var appTokenKeys: AppKeyStore<AppTokenSigning>
     public var appConnectKeys: AppKeyStore<AppConnectEncryption>
@@ -43,6 +45,28 @@ public struct GatewayEnvironment: Sendable {
     }
 
     var authenticator: Authenticator { Authenticator(store: store, clock: clock) }
+
+    /// Resolve → authorize for apps; shared by plain requests and WebSocket upgrades.
+    var appGate: AppGate {
+        let gate = AppGate.Configuration(
+            accessURL: configuration.accessURL, hostname: configuration.appHostname, pathAppsDisabled: configuration.disablePathApps,
+            pathAppSharing: configuration.allowPathAppSharing
+        )
+        let clock = self.clock
+        return AppGate(
+            configuration: gate, resolver: StoreAppResolver(store: store, coordinator: coordinator), sessions: authenticator, tokens: appTokenKeys,
+            now: { clock.now }
+        )
+    }
+
+    /// The app proxy, when there is a mesh to reach agents through.
+    var appProxy: AppProxyMiddleware<GatewayContext>? {
+        guard let streams = agentStreams, let dialer = agentDialer else { return nil }
+        return AppProxyMiddleware(
+            gate: appGate, forwarder: AppForwarder(streams: streams, dialer: dialer), connectKeys: appConnectKeys,
+            clientAddress: { $0.remoteAddress ?? "" }
+        )
+    }
     var coordinatorRoutes: CoordinatorRoutes { CoordinatorRoutes(coordinator: coordinator, store: store, authenticator: authenticator) }
     var workspacesRoutes: WorkspacesRoutes {
         let agentViews = AgentViews(coordinator: coordinator, paths: agentPaths, clock: clock, connectionTimeout: configuration.agentConnectionTimeout)
@@ -57,6 +81,8 @@ public enum GatewayRouter {
         router.add(middleware: LogRequestsMiddleware(requestLogLevel))
         router.add(middleware: MetricsMiddleware())
         router.add(middleware: APIErrorMiddleware())
+        // Apps first: a subdomain app's host or a /@user/… path is never the API's.
+        if let apps = environment.appProxy { router.add(middleware: apps) }
         router.get("healthz") { _, _ in "OK" }
         if let derp = environment.derp { DERPRoutes(service: derp).addHTTPRoutes(to: router) }
         LoginPage().addRoutes(to: router)
