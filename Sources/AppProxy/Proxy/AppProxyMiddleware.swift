@@ -76,7 +76,7 @@ public struct AppProxyMiddleware<Context: RequestContext>: RouterMiddleware {
             do {
                 response = try await forwarder.forward(request, to: resolved, path: upstreamPath, origin: origin)
             } catch {
-                return Self.response(.page(Self.page(for: error, app: resolved)), json: wantsJSON)
+                return Self.response(.page(AppErrorPage.forwarding(error, app: resolved)), json: wantsJSON)
             }
             if let setCookie { response.headers.append(HTTPField(name: .setCookie, value: setCookie)) }
             if app.accessMethod == .subdomain, let hostname = gate.configuration.hostname {
@@ -123,14 +123,6 @@ public struct AppProxyMiddleware<Context: RequestContext>: RouterMiddleware {
         for (name, value) in AppCORS.allowHeaders(origin: origin) { response.headers.append(HTTPField(name: HTTPField.Name(name)!, value: value)) }
     }
 
-    static func page(for error: AppForwardError, app: ResolvedApp) -> AppErrorPage {
-        switch error {
-        case .agentUnreachable(let cause): .agentUnreachable(agent: app.agentName.isEmpty ? "of this workspace" : app.agentName, cause: cause, health: app.health)
-        case .portRefused(let port, let reason): .badGateway(cause: "The agent could not connect to port \(port): \(reason)", health: app.health)
-        case .badGateway(let cause, let hint): .badGateway(cause: cause, hint: hint.map { ($0.advice(for: app.request.target), nil) }, health: app.health)
-        }
-    }
-
     static func response(_ response: AppGateResponse, json: Bool) -> Response {
         switch response {
         case .redirect(let location, let status):
@@ -139,6 +131,17 @@ public struct AppProxyMiddleware<Context: RequestContext>: RouterMiddleware {
             let status = HTTPResponse.Status(code: page.status)
             let (type, body) = json ? ("application/json", page.json) : ("text/html; charset=utf-8", page.html)
             return Response(status: status, headers: [.contentType: type, .cacheControl: "no-store"], body: .init(byteBuffer: ByteBuffer(string: body)))
+        }
+    }
+}
+
+extension AppErrorPage {
+    /// The page for a request that did not get through to the app.
+    public static func forwarding(_ error: AppForwardError, app: ResolvedApp) -> AppErrorPage {
+        switch error {
+        case .agentUnreachable(let cause): .agentUnreachable(agent: app.agentName.isEmpty ? "of this workspace" : app.agentName, cause: cause, health: app.health)
+        case .portRefused(let port, let reason): .badGateway(cause: "The agent could not connect to port \(port): \(reason)", health: app.health)
+        case .badGateway(let cause, let hint): .badGateway(cause: cause, hint: hint.map { ($0.advice(for: app.request.target), nil) }, health: app.health)
         }
     }
 }

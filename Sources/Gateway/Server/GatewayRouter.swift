@@ -59,6 +59,9 @@ public struct GatewayEnvironment: Sendable {
         )
     }
 
+    /// App WebSocket upgrades, when there is a mesh to reach agents through.
+    var appUpgrades: AppUpgrades? { agentDialer.map { AppUpgrades(gate: appGate, dialer: $0) } }
+
     /// The app proxy, when there is a mesh to reach agents through.
     var appProxy: AppProxyMiddleware<GatewayContext>? {
         guard let streams = agentStreams, let dialer = agentDialer else { return nil }
