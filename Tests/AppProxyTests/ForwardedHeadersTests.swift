@@ -1,6 +1,8 @@
 import Foundation
+import HTTPTypes
 import NIOHTTP1
 import Testing
+import Tunnel
 
 @testable import AppProxy
 
@@ -82,5 +84,28 @@ import Testing
         #expect(MeshgateCredentials.isMeshgateHeader(named: MeshgateCredentials.sessionHeader.lowercased()))
         #expect(MeshgateCredentials.isMeshgateHeader(named: MeshgateCredentials.agentTokenHeader))
         #expect(!MeshgateCredentials.isMeshgateCookie(named: "meshgate") && !MeshgateCredentials.isMeshgateHeader(named: "X-Meshgate-Session-Token"))
+    }
+
+    /// An HTTP/2 request (pseudo-headers, lower-case names, split cookies, no length) becomes an HTTP/1.1 head:
+    /// `:path` below the app's prefix is the target, `Host` the app's, and a body without a length is chunked.
+    @Test func mapsHTTP2RequestsToHTTP1() {
+        let app = ResolvedApp(
+            request: AppRequest(accessMethod: .path, user: "alice", workspace: "dev", agent: nil, target: .app(slug: "code"), basePath: "/@alice/dev/apps/code/"),
+            ownerID: UUID(), workspaceID: UUID(), agentID: UUID(), agentName: "main", agentConnected: true, port: 8080, https: false,
+            pathPrefix: "/ui", sharingLevel: .owner, displayName: "Code", health: nil
+        )
+        let post = HTTPRequest(
+            method: .post, scheme: "https", authority: "gateway.example.com", path: "/api?x=1",
+            headerFields: [.contentType: "application/json", .cookie: "a=1", .cookie: "meshgate_session_token=s"]
+        )
+        let head = AppForwarder.upstreamHead(post, app: app, path: "/api?x=1", origin: origin)
+        #expect(head.method == .POST && head.uri == "/ui/api?x=1" && head.version == .http1_1)
+        #expect(head.headers["Host"] == ["127.0.0.1:8080"] && head.headers["cookie"] == ["a=1"])
+        #expect(head.headers["transfer-encoding"] == ["chunked"])
+        let get = HTTPRequest(method: .get, scheme: "https", authority: "gateway.example.com", path: "/", headerFields: [:])
+        #expect(!AppForwarder.upstreamHead(get, app: app, path: "/", origin: origin).headers.contains(name: "transfer-encoding"))
+        let sized = HTTPRequest(method: .put, scheme: "https", authority: "g", path: "/", headerFields: [.contentLength: "3"])
+        #expect(!AppForwarder.upstreamHead(sized, app: app, path: "/", origin: origin).headers.contains(name: "transfer-encoding"))
+        #expect(AppForwarder.joined("", "/a") == "/a" && AppForwarder.joined("/ui/", "/a") == "/ui/a" && AppForwarder.joined("/", "/a?b") == "/a?b")
     }
 }
