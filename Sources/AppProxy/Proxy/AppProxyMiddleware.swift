@@ -45,7 +45,7 @@ public struct AppProxyMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let host = request.head.authority ?? request.headers[.host]
+        let host = request.head.authority  // HTTP/1.1's Host arrives here too
         let target = request.head.path ?? "/"
         guard let address = AppAddress.match(host: host, target: target, hostname: gate.configuration.hostname) else {
             return try await next(request, context)

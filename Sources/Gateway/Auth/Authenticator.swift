@@ -1,3 +1,4 @@
+import AppProxy
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -9,11 +10,11 @@ public struct AuthenticatedSession: Sendable {
     public let key: APIKey
 }
 
-/// Where session credentials travel. Named once; the app proxy strips exactly these before forwarding.
+/// Where session credentials travel, as named once in `MeshgateCredentials` (which the app proxy strips).
 public enum SessionCredential {
-    public static let cookieName = "meshgate_session_token"
-    public static let headerName = HTTPField.Name("Meshgate-Session-Token")!
-    public static let agentTokenHeaderName = HTTPField.Name("Meshgate-Agent-Token")!
+    public static let cookieName = MeshgateCredentials.sessionCookie
+    public static let headerName = HTTPField.Name(MeshgateCredentials.sessionHeader)!
+    public static let agentTokenHeaderName = HTTPField.Name(MeshgateCredentials.agentTokenHeader)!
 
     /// The token a request presents: the header wins over the cookie.
     static func presented(in request: Request) -> String? {

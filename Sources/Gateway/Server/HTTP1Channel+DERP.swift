@@ -35,7 +35,9 @@ struct DERPAwareHTTP1Channel: ServerChildChannel {
             return http1.setup(channel: channel, logger: logger).map { Value(choice: channel.eventLoop.makeSucceededFuture(.http1($0)), channel: channel) }
         }
         let decision = channel.eventLoop.makePromise(of: UpgradePeek.Decision.self)
-        let peek = UpgradePeek(decision: decision, derpEnabled: derp != nil, isAppUpgrade: apps.map { apps in { apps.isAppUpgrade($0) } })
+        var isAppUpgrade: (@Sendable (RawRequestHead) -> Bool)?
+        if let apps { isAppUpgrade = { head in apps.isAppUpgrade(head) } }
+        let peek = UpgradePeek(decision: decision, derpEnabled: derp != nil, isAppUpgrade: isAppUpgrade)
         do {
             try channel.pipeline.syncOperations.addHandler(peek)
         } catch {
