@@ -71,6 +71,11 @@ let package = Package(
                 "Tunnel",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),  // HS512 app tokens, AES-GCM app-connect keys
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),  // HTTPS apps: TLS over the mesh stream
+                .product(name: "NIOTLS", package: "swift-nio"),  // ... and its handshake event
+                .product(name: "HummingbirdCore", package: "hummingbird"),  // the browser's Request, the Response
+                .product(name: "Hummingbird", package: "hummingbird"),  // the app proxy as router middleware
             ],
             swiftSettings: swiftSettings
         ),
@@ -139,6 +144,7 @@ let package = Package(
             dependencies: [
                 "Gateway",
                 "Tunnel",
+                "AppProxy",  // app tokens and app-connect keys the gateway mints
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HummingbirdWSTesting", package: "hummingbird-websocket"),  // client.ws for the coordinator socket
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -146,13 +152,16 @@ let package = Package(
                 .product(name: "NIOFoundationEssentialsCompat", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),  // the HTTP server behind the agent stream pool tests
                 .product(name: "Logging", package: "swift-log"),
+                "MeshgateTesting",  // the loopback agent mesh
             ],
             swiftSettings: swiftSettings
         ),
-        // Test and benchmark support that ships like the other libraries: the UDP impairment link so far.
+        // Test and benchmark support that ships like the other libraries: the UDP impairment link, a loopback
+        // gateway/agent mesh pair.
         .target(
             name: "MeshgateTesting",
             dependencies: [
+                "Tunnel",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
@@ -189,7 +198,24 @@ let package = Package(
         ),
         .testTarget(
             name: "AppProxyTests",
-            dependencies: ["AppProxy", "Tunnel"],
+            dependencies: [
+                "AppProxy",
+                "Tunnel",
+                "MeshgateTesting",  // the loopback agent mesh; SplitMix64 seeds the token fuzzing
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),  // the upstream WebSocket server and the raw client's frames
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Hummingbird", package: "hummingbird"),  // the app behind the agent
+                .product(name: "HummingbirdTLS", package: "hummingbird"),  // ... as an HTTPS app
+                .product(name: "HummingbirdTesting", package: "hummingbird"),  // a browser in front of the forwarder
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),  // the test apps' graceful stop
+                .product(name: "X509", package: "swift-certificates"),  // its self-signed certificate
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

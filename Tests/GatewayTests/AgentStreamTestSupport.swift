@@ -1,5 +1,6 @@
 import Foundation
 import Gateway
+import MeshgateTesting
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -14,14 +15,9 @@ struct LoopbackAgent {
     let dialer: LoopbackAgentDialer
 
     static func start() async throws -> LoopbackAgent {
-        let gateway = try await MeshNode.start(privateKey: .generate(), address: .random(), host: "127.0.0.1")
-        let agent = try await MeshNode.start(privateKey: .generate(), address: .random(), host: "127.0.0.1")
-        let agentEndpoint = try SocketAddress(ipAddress: "127.0.0.1", port: agent.localPort!)
-        try await gateway.addPeer(agent.privateKey.publicKey, allowedIPs: [MeshPrefix(agent.address, length: 128)!], endpoint: agentEndpoint)
-        try await agent.addPeer(gateway.privateKey.publicKey, allowedIPs: [MeshPrefix(gateway.address, length: 128)!], endpoint: nil)
-        try await agent.listen { MeshTCPForward(allows: { $0 != 9 }).decision(for: $0) ?? .refuse(reason: "tcp only") }
-        let peer = MeshPeer(key: agent.privateKey.publicKey, address: agent.address, homeRegion: nil)
-        return LoopbackAgent(gateway: gateway, agent: agent, dialer: LoopbackAgentDialer(node: gateway, agent: peer))
+        let mesh = try await LoopbackAgentMesh.start()
+        let peer = MeshPeer(key: mesh.agent.privateKey.publicKey, address: mesh.agent.address, homeRegion: nil)
+        return LoopbackAgent(gateway: mesh.gateway, agent: mesh.agent, dialer: LoopbackAgentDialer(node: mesh.gateway, agent: peer))
     }
 
     func close() async {

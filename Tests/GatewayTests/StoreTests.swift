@@ -13,10 +13,10 @@ import Tunnel
     @Test func migrationsAreVersionedAndIdempotent() async throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("meshgate-store-\(UUID().uuidString).db").path
         let store = try SQLiteStore(path: path)
-        #expect(try await store.appliedMigrations() == ["0001_accounts", "0002_agent_state"])
+        #expect(try await store.appliedMigrations() == ["0001_accounts", "0002_agent_state", "0003_app_crypto_keys"])
         try await store.insertFirstUser(User(email: "a@example.com", username: "a", role: .owner, passwordHash: "x", createdAt: Date()))
         let reopened = try SQLiteStore(path: path)
-        #expect(try await reopened.appliedMigrations() == ["0001_accounts", "0002_agent_state"])
+        #expect(try await reopened.appliedMigrations() == ["0001_accounts", "0002_agent_state", "0003_app_crypto_keys"])
         #expect(try await reopened.userCount() == 1)
     }
 

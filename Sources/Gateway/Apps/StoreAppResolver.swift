@@ -56,10 +56,11 @@ struct StoreAppResolver: AppResolver {
     }
 }
 
-/// The app proxy's view of a session: the same check as the API's, reduced to who the user is.
+/// The app proxy's view of a session: the same check as the API's (app-connect keys included, which open apps
+/// only), reduced to who the user is.
 extension Authenticator: AppSessionAuthenticator {
     public func requester(presenting credential: String) async throws -> AppRequester? {
-        guard case .valid(let session) = try await authenticate(credential) else { return nil }
+        guard case .valid(let session) = try await authenticate(credential, scope: .apps) else { return nil }
         return AppRequester(userID: session.user.id, username: session.user.username, isSiteOwner: session.user.role == .owner)
     }
 }

@@ -1,3 +1,4 @@
+import AppProxy
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -9,11 +10,11 @@ public struct AuthenticatedSession: Sendable {
     public let key: APIKey
 }
 
-/// Where session credentials travel. Named once; the app proxy strips exactly these before forwarding.
+/// Where session credentials travel, as named once in `MeshgateCredentials` (which the app proxy strips).
 public enum SessionCredential {
-    public static let cookieName = "meshgate_session_token"
-    public static let headerName = HTTPField.Name("Meshgate-Session-Token")!
-    public static let agentTokenHeaderName = HTTPField.Name("Meshgate-Agent-Token")!
+    public static let cookieName = MeshgateCredentials.sessionCookie
+    public static let headerName = HTTPField.Name(MeshgateCredentials.sessionHeader)!
+    public static let agentTokenHeaderName = HTTPField.Name(MeshgateCredentials.agentTokenHeader)!
 
     /// The token a request presents: the header wins over the cookie.
     static func presented(in request: Request) -> String? {
@@ -35,10 +36,15 @@ public struct Authenticator: Sendable {
 
     public init(store: any Store, clock: any WallClock) { (self.store, self.clock) = (store, clock) }
 
-    public func authenticate(_ presented: String) async throws -> Outcome {
+    /// What a credential is presented for. `app_connect` keys (minted by the cross-domain app login and held in app
+    /// cookies) open workspace apps only: an app that somehow got hold of one still cannot use the API.
+    public enum Scope: Sendable { case api, apps }
+
+    public func authenticate(_ presented: String, scope: Scope = .api) async throws -> Outcome {
         guard let token = SecretToken(presented), let key = try await store.apiKey(id: token.id),
             token.matches(hashedSecret: key.hashedSecret)
         else { return .invalid("Invalid session token.") }
+        guard scope == .apps || key.loginType != .appConnect else { return .invalid("This token only opens workspace apps.") }
         guard key.expiresAt > clock.now else {
             try? await store.deleteAPIKey(id: key.id)  // lazily sweep; a concurrent delete is harmless
             return .invalid("Session token expired.")

@@ -1,3 +1,4 @@
+import AppProxy
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -32,21 +33,32 @@ public enum AgentHTTPCheck {
         let started = ContinuousClock.now
         return try await withThrowingTaskGroup(of: Result.self) { group in
             group.addTask {
-                while true {
-                    let lease = try await streams.checkout(agent: agent, port: port)
-                    do {
-                        let response = try await exchange(on: lease, request: request(path: path, port: port))
-                        if response.reusable { await streams.checkin(lease) } else { try? await lease.channel.close() }
-                        return Result(
-                            status: Int(response.head.status.code), headers: response.head.headers.map { (name: $0.name, value: $0.value) },
-                            body: response.preview, bodyBytes: response.bodyBytes, reusedStream: lease.reused, elapsed: .now - started
-                        )
-                    } catch {
-                        lease.channel.close(promise: nil)
-                        guard let failure = error as? HTTPExchangeFailure else { throw error }
-                        guard lease.reused, !failure.responseStarted else { throw failure.cause }
+                let exchange: AgentHTTPExchange
+                var preview = ByteBuffer()
+                var bodyBytes = 0
+                do {
+                    exchange = try await AgentHTTPExchange.begin(
+                        request(path: path, port: port), agent: agent, port: port, through: streams, retryingStaleStreams: true
+                    )
+                    while case .bytes(var chunk) = try await exchange.nextBodyPart() {
+                        bodyBytes += chunk.readableBytes
+                        let room = bodyPreviewLimit - preview.readableBytes
+                        if room > 0, let bytes = chunk.readSlice(length: min(chunk.readableBytes, room)) { preview.writeImmutableBuffer(bytes) }
+                        // Reading on would only drain what nobody looks at: the stream is closed instead.
+                        if bodyBytes >= bodyReadLimit {
+                            bodyBytes = bodyReadLimit
+                            exchange.abort()
+                            break
+                        }
                     }
+                } catch let failure as AgentHTTPExchangeFailure {
+                    throw failure.cause
                 }
+                if bodyBytes < bodyReadLimit { await exchange.finish(returningTo: streams) }
+                return Result(
+                    status: Int(exchange.response.status.code), headers: exchange.response.headers.map { (name: $0.name, value: $0.value) },
+                    body: preview, bodyBytes: bodyBytes, reusedStream: exchange.lease.reused, elapsed: .now - started
+                )
             }
             group.addTask {
                 try await Task.sleep(for: timeout)
@@ -64,128 +76,14 @@ public enum AgentHTTPCheck {
         head.headers.add(name: "Accept", value: "*/*")
         return head
     }
-
-    /// Runs one exchange on the leased stream; cancelling closes the stream, which ends the exchange.
-    private static func exchange(on lease: AgentStreamLease, request: HTTPRequestHead) async throws -> HTTPExchange.Response {
-        let channel = lease.channel
-        return try await withTaskCancellationHandler {
-            try await channel.eventLoop.flatSubmit {
-                let promise = channel.eventLoop.makePromise(of: HTTPExchange.Response.self)
-                do {
-                    try channel.pipeline.syncOperations.addHandler(HTTPExchange(request: request, promise: promise))
-                } catch {
-                    promise.fail(HTTPExchangeFailure(cause: error, responseStarted: false))
-                }
-                return promise.futureResult
-            }.get()
-        } onCancel: {
-            channel.close(promise: nil)
-        }
-    }
 }
 
 public enum AgentHTTPCheckError: Error, CustomStringConvertible {
     case timedOut(Duration)
-    /// The stream ended (or failed) before the response was complete.
-    case incompleteResponse(String)
 
     public var description: String {
         switch self {
         case .timedOut(let limit): "no complete response within \(limit)"
-        case .incompleteResponse(let why): why
         }
     }
 }
-
-/// How an exchange failed, and whether any of the response had arrived (only then is a retry unsafe to skip).
-struct HTTPExchangeFailure: Error {
-    let cause: any Error
-    let responseStarted: Bool
-}
-
-/// Last in the pipeline for one exchange: writes the request, collects the response, and removes itself when
-/// the response ended so the stream can go back to the pool clean. Holds at most `bodyPreviewLimit` bytes; past
-/// `bodyReadLimit` it stops by closing the stream (reading on would only drain what nobody looks at).
-final class HTTPExchange: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPClientResponsePart
-    typealias OutboundOut = HTTPClientRequestPart
-
-    struct Response: Sendable {
-        let head: HTTPResponseHead
-        let preview: ByteBuffer
-        let bodyBytes: Int
-        /// Ended cleanly, and both sides keep the connection open.
-        let reusable: Bool
-    }
-
-    private let request: HTTPRequestHead
-    private let promise: EventLoopPromise<Response>
-    private var head: HTTPResponseHead?
-    private var preview = ByteBuffer()
-    private var bodyBytes = 0
-    private var finished = false
-
-    init(request: HTTPRequestHead, promise: EventLoopPromise<Response>) {
-        (self.request, self.promise) = (request, promise)
-    }
-
-    func handlerAdded(context: ChannelHandlerContext) {
-        guard context.channel.isActive else { return fail(ChannelError.ioOnClosedChannel) }
-        context.write(wrapOutboundOut(.head(request)), promise: nil)
-        let sent = context.eventLoop.makePromise(of: Void.self)
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: sent)
-        sent.futureResult.assumeIsolated().whenFailure { self.fail($0) }
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !finished else { return }
-        switch unwrapInboundIn(data) {
-        case .head(let response):
-            // Interim responses (100 Continue, 103 Early Hints) precede the real one.
-            guard response.status.code >= 200 || response.status == .switchingProtocols else { return }
-            head = response
-        case .body(var chunk):
-            bodyBytes += chunk.readableBytes
-            let room = AgentHTTPCheck.bodyPreviewLimit - preview.readableBytes
-            if room > 0, let bytes = chunk.readSlice(length: min(chunk.readableBytes, room)) { preview.writeImmutableBuffer(bytes) }
-            if bodyBytes >= AgentHTTPCheck.bodyReadLimit {
-                bodyBytes = AgentHTTPCheck.bodyReadLimit
-                succeed(reusable: false)
-                context.close(promise: nil)
-            }
-        case .end:
-            let reusable = request.isKeepAlive && (head?.isKeepAlive ?? false)
-            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
-            succeed(reusable: reusable)
-        }
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if case .inputClosed = event as? ChannelEvent {
-            fail(AgentHTTPCheckError.incompleteResponse("the server closed the connection before the response ended"))
-        }
-        context.fireUserInboundEventTriggered(event)
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) { fail(error) }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        fail(AgentHTTPCheckError.incompleteResponse("the stream closed before the response ended"))
-        context.fireChannelInactive()
-    }
-
-    private func succeed(reusable: Bool) {
-        guard !finished, let head else { return fail(AgentHTTPCheckError.incompleteResponse("the response ended without a head")) }
-        finished = true
-        promise.succeed(Response(head: head, preview: preview, bodyBytes: bodyBytes, reusable: reusable))
-    }
-
-    private func fail(_ error: any Error) {
-        guard !finished else { return }
-        finished = true
-        promise.fail(HTTPExchangeFailure(cause: error, responseStarted: head != nil))
-    }
-}
-
-@available(*, unavailable)
-extension HTTPExchange: Sendable {}

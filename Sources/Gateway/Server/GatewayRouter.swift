@@ -1,3 +1,4 @@
+import AppProxy
 import Foundation
 import Hummingbird
 import HummingbirdCore
@@ -24,6 +25,11 @@ public struct GatewayEnvironment: Sendable {
     /// Streams to agents' ports with HTTP keep-alive (an `AgentStreamPool` over the gateway's mesh node); nil
     /// without a mesh node.
     public var agentStreams: (any AgentStreamSource)? = nil
+    /// Opens raw streams to agents (WebSocket upgrades, HTTPS apps): the gateway's mesh node; nil without one.
+    public var agentDialer: (any AgentStreamDialer)? = nil
+    /// Rotating keys of signed app tokens and of the cross-domain app login, cached; created in the store at first use.
+    public var appTokenKeys: AppKeyStore<AppTokenSigning>
+    public var appConnectKeys: AppKeyStore<AppConnectEncryption>
 
     public init(
         configuration: GatewayConfiguration, store: any Store, clock: any WallClock, hasher: PasswordHasher, pubsub: any PubSub,
@@ -34,9 +40,36 @@ public struct GatewayEnvironment: Sendable {
         (self.derpMap, self.agentPaths) = (derpMap, agentPaths)
         self.coordinator = coordinator
             ?? Coordinator(authorizer: TunnelPolicy(store: store), clock: clock, presence: AgentPresenceRecorder(store: store, pubsub: pubsub))
+        appTokenKeys = AppKeyStore(store: store, clock: clock)
+        appConnectKeys = AppKeyStore(store: store, clock: clock)
     }
 
     var authenticator: Authenticator { Authenticator(store: store, clock: clock) }
+
+    /// Resolve → authorize for apps; shared by plain requests and WebSocket upgrades.
+    var appGate: AppGate {
+        let gate = AppGate.Configuration(
+            accessURL: configuration.accessURL, hostname: configuration.appHostname, pathAppsDisabled: configuration.disablePathApps,
+            pathAppSharing: configuration.allowPathAppSharing
+        )
+        let clock = self.clock
+        return AppGate(
+            configuration: gate, resolver: StoreAppResolver(store: store, coordinator: coordinator), sessions: authenticator, tokens: appTokenKeys,
+            now: { clock.now }
+        )
+    }
+
+    /// App WebSocket upgrades, when there is a mesh to reach agents through.
+    var appUpgrades: AppUpgrades? { agentDialer.map { AppUpgrades(gate: appGate, dialer: $0) } }
+
+    /// The app proxy, when there is a mesh to reach agents through.
+    var appProxy: AppProxyMiddleware<GatewayContext>? {
+        guard let streams = agentStreams, let dialer = agentDialer else { return nil }
+        return AppProxyMiddleware(
+            gate: appGate, forwarder: AppForwarder(streams: streams, dialer: dialer), connectKeys: appConnectKeys,
+            clientAddress: { $0.remoteAddress ?? "" }
+        )
+    }
     var coordinatorRoutes: CoordinatorRoutes { CoordinatorRoutes(coordinator: coordinator, store: store, authenticator: authenticator) }
     var workspacesRoutes: WorkspacesRoutes {
         let agentViews = AgentViews(coordinator: coordinator, paths: agentPaths, clock: clock, connectionTimeout: configuration.agentConnectionTimeout)
@@ -51,8 +84,11 @@ public enum GatewayRouter {
         router.add(middleware: LogRequestsMiddleware(requestLogLevel))
         router.add(middleware: MetricsMiddleware())
         router.add(middleware: APIErrorMiddleware())
+        // Apps first: a subdomain app's host or a /@user/… path is never the API's.
+        if let apps = environment.appProxy { router.add(middleware: apps) }
         router.get("healthz") { _, _ in "OK" }
         if let derp = environment.derp { DERPRoutes(service: derp).addHTTPRoutes(to: router) }
+        LoginPage().addRoutes(to: router)
 
         let api = router.group("api/v2")
         api.add(middleware: SessionMiddleware(authenticator: environment.authenticator))
@@ -60,16 +96,19 @@ public enum GatewayRouter {
             BuildInfoResponse(version: BuildInfo.version, accessURL: environment.configuration.accessURL.absoluteString)
         }
         let configuration = environment.configuration
+        let sessions = SessionPolicy(sessionLifetime: configuration.sessionLifetime, secureCookies: configuration.accessURL.scheme == "https")
         let users = UsersRoutes(
             store: environment.store, hasher: environment.hasher, clock: environment.clock,
-            limiter: LoginRateLimiter(limit: configuration.loginRateLimit, clock: environment.clock),
-            sessions: SessionPolicy(sessionLifetime: configuration.sessionLifetime, secureCookies: configuration.accessURL.scheme == "https")
+            limiter: LoginRateLimiter(limit: configuration.loginRateLimit, clock: environment.clock), sessions: sessions
         )
         let workspaces = environment.workspacesRoutes
         users.addPublicRoutes(to: api)
         workspaces.addAgentRoutes(to: api)
         DERPMapRoutes(provider: environment.derpMap, authenticator: environment.authenticator).addRoutes(to: api)
         environment.coordinatorRoutes.addHTTPRoutes(to: api)
+        ApplicationsRoutes(
+            store: environment.store, clock: environment.clock, configuration: configuration, sessions: sessions, connectKeys: environment.appConnectKeys
+        ).addRoutes(to: api)
         let signedIn = api.group(context: SignedInContext.self)
         users.addSignedInRoutes(to: signedIn)
         workspaces.addSignedInRoutes(to: signedIn)

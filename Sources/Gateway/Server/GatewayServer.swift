@@ -79,15 +79,16 @@ public struct GatewayServer: Sendable {
         }
 
         let derp = environment.derp
-        let http1Builder = { @Sendable (responder: @escaping HTTPChannelHandler.Responder) in
+        let apps = environment.appUpgrades
+        let http1Builder = { @Sendable (responder: @escaping HTTPChannelHandler.Responder, secure: Bool) in
             DERPAwareHTTP1Channel(
                 http1: HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: webSocketResponder, configuration: webSocket),
-                derp: derp
+                derp: derp, apps: apps, secure: secure
             )
         }
         if let tlsAddress = configuration.tlsAddress, let certificates {
             let builder = HTTPServerBuilder { responder in
-                ALPNChannel(certificates: certificates, http1: http1Builder(responder), http2: HTTP2Channel(responder: responder, configuration: .init()))
+                ALPNChannel(certificates: certificates, http1: http1Builder(responder, true), http2: HTTP2Channel(responder: responder, configuration: .init()))
             }
             listen(.tls, tlsAddress, builder, api)
         }
@@ -95,7 +96,7 @@ public struct GatewayServer: Sendable {
             if configuration.tlsAddress != nil {
                 listen(.http, httpAddress, .http1(), GatewayRouter.redirecting(to: configuration.accessURL).buildResponder())
             } else {
-                listen(.http, httpAddress, HTTPServerBuilder { http1Builder($0) }, api)
+                listen(.http, httpAddress, HTTPServerBuilder { http1Builder($0, false) }, api)
             }
         }
         if let prometheusAddress = configuration.prometheusAddress, let metricsRegistry {

@@ -14,6 +14,7 @@ struct DERPAwareHTTP1Channel: ServerChildChannel {
     enum Choice: Sendable {
         case http1(HTTP1WebSocketUpgradeChannel.Value)
         case derp(NIOAsyncChannel<DERPFrame, DERPFrame>)
+        case appUpgrade(RawRequestHead)
     }
 
     struct Value: ServerChildChannelValue {
@@ -24,13 +25,19 @@ struct DERPAwareHTTP1Channel: ServerChildChannel {
     let http1: HTTP1WebSocketUpgradeChannel
     /// nil when the DERP server is disabled: `Upgrade: DERP` is then an ordinary request (404).
     let derp: DERPService?
+    /// WebSocket upgrades to workspace apps; nil without a mesh (they then reach the router, which has no app).
+    var apps: AppUpgrades? = nil
+    /// Whether this connection came in over TLS (the scheme apps are told, and cookies' `Secure`).
+    var secure = false
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        guard let derp else {
+        guard derp != nil || apps != nil else {
             return http1.setup(channel: channel, logger: logger).map { Value(choice: channel.eventLoop.makeSucceededFuture(.http1($0)), channel: channel) }
         }
         let decision = channel.eventLoop.makePromise(of: UpgradePeek.Decision.self)
-        let peek = UpgradePeek(decision: decision)
+        var isAppUpgrade: (@Sendable (RawRequestHead) -> Bool)?
+        if let apps { isAppUpgrade = { head in apps.isAppUpgrade(head) } }
+        let peek = UpgradePeek(decision: decision, derpEnabled: derp != nil, isAppUpgrade: isAppUpgrade)
         do {
             try channel.pipeline.syncOperations.addHandler(peek)
         } catch {
@@ -44,10 +51,13 @@ struct DERPAwareHTTP1Channel: ServerChildChannel {
                 return http1.setup(channel: channel, logger: logger).flatMap { value in
                     channel.pipeline.syncOperations.removeHandler(peekOnLoop.value).map { .http1(value) }
                 }
-            case .derp where !derp.server.admitConnection():
+            case .appUpgrade(let head):
+                return channel.pipeline.syncOperations.removeHandler(peekOnLoop.value).map { .appUpgrade(head) }
+            case .derp where derp?.server.admitConnection() == false:
                 let refusal = channel.allocator.buffer(string: DERPService.tooManyConnectionsResponse)
                 return channel.writeAndFlush(refusal).flatMap { channel.close() }.flatMap { channel.eventLoop.makeFailedFuture(ChannelError.inputClosed) }
             case .derp(let fastStart):
+                guard let derp else { return channel.eventLoop.makeFailedFuture(ChannelError.inputClosed) }
                 return channel.eventLoop.makeCompletedFuture {
                     // Fast start (Tailscale): the client skips reading a 101 and expects ServerKey first.
                     if !fastStart { channel.writeAndFlush(channel.allocator.buffer(string: derp.upgradeResponse()), promise: nil) }
@@ -68,6 +78,7 @@ struct DERPAwareHTTP1Channel: ServerChildChannel {
             switch try await value.choice.get() {
             case .http1(let connection): await http1.handle(value: connection, logger: logger)
             case .derp(let connection): await derp?.serve(connection, logger: logger)
+            case .appUpgrade(let head): await apps?.serve(head, on: value.channel, secure: secure, logger: logger)
             }
         } catch {
             logger.debug("connection closed before its first request", metadata: ["error": "\(error)"])

@@ -10,10 +10,12 @@ final class UpgradePeek: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
 
-    enum Decision: Equatable {
+    enum Decision: Sendable {
         case http
         /// `fastStart`: the client sent `Derp-Fast-Start: 1` and expects frames with no 101 before them.
         case derp(fastStart: Bool)
+        /// A WebSocket upgrade for a workspace app: spliced to the app byte for byte, below Hummingbird.
+        case appUpgrade(RawRequestHead)
     }
     /// A request head longer than this is not a DERP upgrade; HTTP decides what to do with it.
     static let maximumHeadLength = 16 * 1024
@@ -28,7 +30,13 @@ final class UpgradePeek: ChannelInboundHandler, RemovableChannelHandler {
     private var scanned = 0
     private var deadline: Scheduled<Void>?
 
-    init(decision: EventLoopPromise<Decision>) { self.decision = decision }
+    /// Which first requests are for the DERP relay and which are app WebSocket upgrades (nil: none of either).
+    let derpEnabled: Bool
+    let isAppUpgrade: (@Sendable (RawRequestHead) -> Bool)?
+
+    init(decision: EventLoopPromise<Decision>, derpEnabled: Bool = true, isAppUpgrade: (@Sendable (RawRequestHead) -> Bool)? = nil) {
+        (self.decision, self.derpEnabled, self.isAppUpgrade) = (decision, derpEnabled, isAppUpgrade)
+    }
 
     func handlerAdded(context: ChannelHandlerContext) {
         deadline = context.eventLoop.assumeIsolated().scheduleTask(in: Self.headTimeout) { [weak self] in
@@ -45,7 +53,7 @@ final class UpgradePeek: ChannelInboundHandler, RemovableChannelHandler {
         let view = held.readableBytesView
         if let end = Self.headEnd(view, from: max(0, scanned - 3)) {
             headLength = end
-            decide(Self.derpUpgrade(String(decoding: view.prefix(end), as: UTF8.self)).map { .derp(fastStart: $0) } ?? .http)
+            decide(classify(String(decoding: view.prefix(end), as: UTF8.self)))
         } else if view.count > Self.maximumHeadLength {
             decide(.http)
         }
@@ -84,7 +92,11 @@ final class UpgradePeek: ChannelInboundHandler, RemovableChannelHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         guard var held else { return }
         self.held = nil
-        if case .derp = decided { held.moveReaderIndex(forwardBy: headLength) }
+        // A taken-over request's head has been read (and is answered or forwarded from its parsed form).
+        switch decided {
+        case .derp, .appUpgrade: held.moveReaderIndex(forwardBy: headLength)
+        case .http, nil: break
+        }
         if held.readableBytes > 0 {
             context.fireChannelRead(wrapInboundOut(held))
             context.fireChannelReadComplete()
@@ -103,6 +115,12 @@ final class UpgradePeek: ChannelInboundHandler, RemovableChannelHandler {
             index += 1
         }
         return nil
+    }
+
+    private func classify(_ text: String) -> Decision {
+        if derpEnabled, let fastStart = Self.derpUpgrade(text) { return .derp(fastStart: fastStart) }
+        if let isAppUpgrade, let head = RawRequestHead(text), head.tokens("upgrade").contains("websocket"), isAppUpgrade(head) { return .appUpgrade(head) }
+        return .http
     }
 
     /// For `GET /derp` (query allowed) with an `Upgrade` header naming DERP (case-insensitive): whether the

@@ -20,7 +20,11 @@ public struct User: Sendable, Equatable, Codable {
 
 /// A session or API token. Only the SHA-256 of the secret half is stored; see `SecretToken`.
 public struct APIKey: Sendable, Equatable {
-    public enum LoginType: String, Sendable, Codable { case password, token }
+    public enum LoginType: String, Sendable, Codable {
+        case password, token
+        /// Minted by the cross-domain app login (`/api/v2/applications/auth-redirect`): opens workspace apps, never the API.
+        case appConnect = "app_connect"
+    }
     public var id: String
     public var hashedSecret: Data
     public var userID: UUID

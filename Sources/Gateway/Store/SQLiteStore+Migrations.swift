@@ -56,6 +56,23 @@ extension SQLiteStore {
                     """
             )
         }
+        migrator.registerMigration("0003_app_crypto_keys") { db in
+            // Secrets of signed app tokens (HMAC) and app-connect keys (AES-GCM), one rotating set per feature.
+            // Stored raw, as Coder does without its optional database encryption: reading this table is enough to forge
+            // app tokens and open app-connect keys, so database access is key access (unlike api_keys, which are hashed).
+            try db.execute(
+                sql: """
+                    CREATE TABLE app_crypto_keys (
+                        feature TEXT NOT NULL,
+                        sequence INTEGER NOT NULL,
+                        secret BLOB NOT NULL,
+                        starts_at DATETIME NOT NULL,
+                        expires_at DATETIME NOT NULL,
+                        PRIMARY KEY (feature, sequence)
+                    );
+                    """
+            )
+        }
         return migrator
     }()
 }

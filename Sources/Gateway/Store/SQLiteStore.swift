@@ -5,7 +5,7 @@ import Tunnel
 /// The embedded default `Store`: one SQLite file (WAL mode) in the data directory, through GRDB.
 /// All SQL of this implementation lives in this file and `SQLiteStore+Migrations.swift`.
 public final class SQLiteStore: Store {
-    private let pool: DatabasePool
+    let pool: DatabasePool
 
     /// Opens (creating if needed) the database at `path` and runs pending migrations.
     public init(path: String) throws {
@@ -208,7 +208,7 @@ public final class SQLiteStore: Store {
     // MARK: Plumbing
 
     /// Runs a write transaction, turning SQLite uniqueness failures into `StoreError.conflict`.
-    private func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         do {
             return try await pool.write(body)
         } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE

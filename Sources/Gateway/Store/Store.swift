@@ -1,3 +1,4 @@
+import AppProxy
 import Foundation
 import Tunnel
 
@@ -45,6 +46,14 @@ public protocol Store: Sendable {
     func recordAgentConnected(id: UUID, at date: Date) async throws
     /// The agent's last socket ended at `date`; ordered like `recordAgentConnected`.
     func recordAgentDisconnected(id: UUID, at date: Date) async throws
+
+    // App keys: the rotating secrets of signed app tokens and app-connect keys, by feature (`AppKeyFeature.name`)
+    /// Every stored key of `feature`, expired or not, by sequence.
+    func appKeys(feature: String) async throws -> [AppCryptoKey]
+    /// Throws `StoreError.conflict` when `feature` has a key with that sequence already (another replica rotated first).
+    func insertAppKey(_ key: AppCryptoKey, feature: String) async throws
+    /// Removes keys of `feature` that expired before `date`, except the newest, so sequences never repeat; returns how many.
+    @discardableResult func deleteAppKeys(feature: String, expiredBefore date: Date) async throws -> Int
 }
 
 public enum StoreError: Error, Equatable, CustomStringConvertible {

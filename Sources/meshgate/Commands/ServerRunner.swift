@@ -66,6 +66,7 @@ struct ServerRunner {
             mesh = node
         }
         environment.agentStreams = mesh.map { AgentStreamPool(dialer: $0) }
+        environment.agentDialer = mesh
         let server: GatewayServer
         do {
             server = try GatewayServer(environment: environment, metricsRegistry: registry, logger: logger, certificates: certificates)

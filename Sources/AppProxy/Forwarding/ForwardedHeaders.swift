@@ -1,0 +1,119 @@
+import Foundation
+import NIOHTTP1
+
+/// Who asked, and how: what the `X-Forwarded-*` headers tell the app.
+public struct ForwardingOrigin: Sendable, Equatable {
+    /// The client's IP address as the gateway saw it.
+    public var clientAddress: String
+    /// The scheme the browser used (`https`, or `http` behind a TLS-terminating load balancer).
+    public var scheme: String
+    /// The host (with port, if any) the browser used.
+    public var host: String
+
+    public init(clientAddress: String, scheme: String, host: String) {
+        (self.clientAddress, self.scheme, self.host) = (clientAddress, scheme, host)
+    }
+}
+
+/// Header hygiene between the browser and an app, as pure functions over NIO's `HTTPHeaders` (which keep each
+/// name's case and the order): what crosses is end-to-end, never a meshgate credential, and says who asked.
+public enum ForwardedHeaders {
+    public enum Purpose: Sendable {
+        /// An ordinary request: every hop-by-hop header goes.
+        case http
+        /// A WebSocket handshake: `Upgrade` and `Connection: Upgrade` stay, as do the `Sec-WebSocket-*` headers.
+        case webSocketUpgrade
+    }
+
+    /// Hop-by-hop headers (RFC 9110 §7.6.1, and the de facto `Keep-Alive` and `Proxy-*`), lowercased. `TE` is
+    /// handled apart: `TE: trailers` is passed on, as gRPC needs.
+    static let hopByHop: Set<String> = ["connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade"]
+
+    /// The headers the app receives for `headers` from the browser. `Host` becomes `upstreamHost` (the app's
+    /// 127.0.0.1:PORT) and comes first; cookies are joined into one `Cookie` header, as HTTP/1.1 wants (HTTP/2
+    /// sends each in its own field); `X-Forwarded-For` gets the client appended, `-Proto` and `-Host` are set.
+    /// `Expect` goes too: the gateway streams the body without waiting for a 100 Continue.
+    public static func request(_ headers: HTTPHeaders, purpose: Purpose, upstreamHost: String, origin: ForwardingOrigin) -> HTTPHeaders {
+        let listed = connectionTokens(headers)
+        var forwarded = HTTPHeaders()
+        forwarded.add(name: "Host", value: upstreamHost)
+        var forwardedFor: [String] = []
+        var cookies: [String] = []
+        var trailersAccepted = false
+        var connectionSent = false
+        for (name, value) in headers {
+            let lowercased = name.lowercased()
+            switch lowercased {
+            case "host", "expect", "x-forwarded-proto", "x-forwarded-host":
+                continue
+            case "x-forwarded-for":
+                forwardedFor.append(value)
+                continue
+            case "cookie":
+                cookies.append(value)
+                continue
+            case "te":
+                trailersAccepted = trailersAccepted || tokens(value).contains("trailers")
+                continue
+            default:
+                break
+            }
+            if MeshgateCredentials.isMeshgateHeader(named: lowercased) { continue }
+            if purpose == .webSocketUpgrade {
+                if lowercased == "upgrade" || lowercased.hasPrefix("sec-websocket-") {
+                    forwarded.add(name: name, value: value)
+                    continue
+                }
+                if lowercased == "connection" {
+                    // Only the upgrade is meant for the app; `keep-alive` and the like were for the gateway.
+                    if !connectionSent { forwarded.add(name: name, value: "Upgrade") }
+                    connectionSent = true
+                    continue
+                }
+            }
+            if hopByHop.contains(lowercased) || lowercased.hasPrefix("proxy-") || listed.contains(lowercased) { continue }
+            forwarded.add(name: name, value: value)
+        }
+        if trailersAccepted { forwarded.add(name: "TE", value: "trailers") }
+        if let cookie = appCookies(cookies) { forwarded.add(name: "Cookie", value: cookie) }
+        forwarded.add(name: "X-Forwarded-For", value: (forwardedFor + [origin.clientAddress]).joined(separator: ", "))
+        forwarded.add(name: "X-Forwarded-Proto", value: origin.scheme)
+        forwarded.add(name: "X-Forwarded-Host", value: origin.host)
+        return forwarded
+    }
+
+    /// The headers the browser receives for an app's response: the hop-by-hop ones go (the gateway frames
+    /// its own connection to the browser).
+    public static func response(_ headers: HTTPHeaders) -> HTTPHeaders {
+        let listed = connectionTokens(headers)
+        var kept = HTTPHeaders()
+        for (name, value) in headers {
+            let lowercased = name.lowercased()
+            if hopByHop.contains(lowercased) || lowercased.hasPrefix("proxy-") || listed.contains(lowercased) { continue }
+            kept.add(name: name, value: value)
+        }
+        return kept
+    }
+
+    /// The app's own cookies among `values` (each a `Cookie` header's value), joined with "; ", or nil if none
+    /// is left once meshgate's are gone.
+    static func appCookies(_ values: [String]) -> String? {
+        let kept = values.flatMap { $0.split(separator: ";") }
+            .map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { pair in
+                guard !pair.isEmpty else { return false }
+                let name = pair.prefix { $0 != "=" }.trimmingCharacters(in: .whitespaces)
+                return !MeshgateCredentials.isMeshgateCookie(named: name)
+            }
+        return kept.isEmpty ? nil : kept.joined(separator: "; ")
+    }
+
+    /// The header names a `Connection` header lists (lowercased): hop-by-hop by that listing.
+    static func connectionTokens(_ headers: HTTPHeaders) -> Set<String> {
+        Set(headers["connection"].flatMap(tokens))
+    }
+
+    private static func tokens(_ value: String) -> [String] {
+        value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty }
+    }
+}

@@ -1,0 +1,24 @@
+/// Where meshgate's own credentials travel, named once: the gateway reads them here and the app proxy strips
+/// them here, so an app never sees a token that would let it act as its visitor.
+public enum MeshgateCredentials {
+    /// The session token's cookie (set by login).
+    public static let sessionCookie = "meshgate_session_token"
+    /// Every meshgate cookie starts with this: the session cookie and the signed app token cookies.
+    public static let cookiePrefix = "meshgate_"
+    /// The session token as a header (CLI, API clients).
+    public static let sessionHeader = "Meshgate-Session-Token"
+    /// An agent's token, on its own API calls.
+    public static let agentTokenHeader = "Meshgate-Agent-Token"
+    /// Every meshgate header starts with this (case-insensitive); none is meant for an app.
+    public static let headerPrefix = "Meshgate-"
+
+    /// Whether a cookie of this name is meshgate's (compared without case: stricter than browsers need).
+    public static func isMeshgateCookie(named name: some StringProtocol) -> Bool {
+        name.lowercased().hasPrefix(cookiePrefix)
+    }
+
+    /// Whether a header of this name is meshgate's.
+    public static func isMeshgateHeader(named name: some StringProtocol) -> Bool {
+        name.lowercased().hasPrefix(headerPrefix.lowercased())
+    }
+}

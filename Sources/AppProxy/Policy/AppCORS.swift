@@ -1,0 +1,33 @@
+import Foundation
+
+/// Cross-origin rules for subdomain apps: a page on one of a user's app hosts may call that same user's other
+/// apps (a front end on port 3000 calling an API on 8080), and no other origin may, whatever the app itself
+/// answers. An app that opts into passthrough keeps its own CORS headers.
+public enum AppCORS {
+    public enum Policy: Sendable, Equatable {
+        /// meshgate decides (the default).
+        case sameUser
+        /// The app's own CORS headers go through untouched.
+        case passthrough
+    }
+
+    /// The response headers that carry CORS decisions; the app's are removed under `.sameUser`.
+    public static let responseHeaders = [
+        "access-control-allow-origin", "access-control-allow-credentials", "access-control-allow-methods", "access-control-allow-headers",
+        "access-control-expose-headers", "access-control-max-age",
+    ]
+
+    /// Whether `origin` (the request's `Origin`) is an app host of `user` under `hostname`, on the same scheme.
+    public static func allows(origin: String?, user: String, hostname: AppHostname, scheme: String) -> Bool {
+        guard let origin, let url = URL(string: origin), url.scheme?.lowercased() == scheme.lowercased(), let host = url.host,
+            url.path.isEmpty, url.query == nil, url.user == nil
+        else { return false }
+        guard case .app(let other) = hostname.match(host: host + (url.port.map { ":\($0)" } ?? "")) else { return false }
+        return other.user == user.lowercased()
+    }
+
+    /// The headers meshgate sets for an allowed origin (credentials included: app cookies are HttpOnly).
+    public static func allowHeaders(origin: String) -> [(String, String)] {
+        [("Access-Control-Allow-Origin", origin), ("Access-Control-Allow-Credentials", "true"), ("Vary", "Origin")]
+    }
+}

@@ -1,0 +1,146 @@
+"""Workspace apps end to end: a real app (tests/e2e/apps/echo_app.py) behind a real agent process, reached
+through the gateway by path, subdomain and port URLs, with the sharing levels, the signed-token cookie and the
+cross-domain login, and the app's own record of what reached it (never a meshgate credential)."""
+import asyncio
+import hashlib
+import http.client
+import json
+import secrets
+import urllib.parse
+
+import pytest
+import websockets
+
+from apps_deployment import WILDCARD, Deployment
+
+
+@pytest.fixture
+def deployment(start_server, tmp_path):
+    d = Deployment(start_server, tmp_path)
+    yield d
+    d.stop()
+
+
+def set_cookies(response):
+    return [value for name, value in response.getheaders() if name.lower() == "set-cookie"]
+
+
+def test_path_app_get_post_and_large_bodies(deployment):
+    d = deployment
+    session = {"meshgate_session_token": d.owner_token}
+    status, response, _ = d.request("GET", "/@owner/dev/apps/code?x=1", cookies=session)
+    assert status == 307 and response.getheader("Location") == "/@owner/dev/apps/code/?x=1"
+
+    status, response, body = d.request("GET", "/@owner/dev/apps/code/headers", cookies={**session, "theme": "dark"},
+                                       headers={"Meshgate-Session-Token": d.owner_token, "X-Forwarded-For": "203.0.113.9"})
+    assert status == 200, body
+    seen = json.loads(body)
+    assert "theme=dark" in seen.get("Cookie", "")
+    assert "X-Forwarded-For" in seen and seen["X-Forwarded-For"].startswith("203.0.113.9,")
+    assert seen.get("X-Forwarded-Host") == f"127.0.0.1:{d.port}"
+    assert any(c.startswith("meshgate_signed_app_token=") for c in set_cookies(response))
+
+    payload = secrets.token_bytes(8 << 20)
+    status, _, body = d.request("POST", "/@owner/dev/apps/code/sha256", cookies=session, body=payload)
+    assert status == 200 and json.loads(body)["sha256"] == hashlib.sha256(payload).hexdigest()
+
+    size = 64 << 20
+    connection = http.client.HTTPConnection("127.0.0.1", d.port, timeout=60)
+    connection.request("GET", f"/@owner/dev/apps/code/bytes?n={size}", headers={"Cookie": f"meshgate_session_token={d.owner_token}"})
+    response = connection.getresponse()
+    assert response.status == 200
+    digest, total = hashlib.sha256(), 0
+    while chunk := response.read(1 << 20):
+        digest.update(chunk)
+        total += len(chunk)
+    pattern = bytes(range(256)) * 256
+    assert total == size and digest.hexdigest() == hashlib.sha256(pattern * (size // len(pattern))).hexdigest()
+
+    # No meshgate credential ever reached the app.
+    for record in d.seen_by_app():
+        for name, value in record["headers"]:
+            assert not name.lower().startswith("meshgate-"), record
+            if name.lower() == "cookie":
+                assert "meshgate_" not in value, record
+
+
+def test_path_app_is_the_owners(deployment):
+    d = deployment
+    status, response, _ = d.request("GET", "/@owner/dev/apps/code/")
+    assert status == 303 and response.getheader("Location").startswith("/login?redirect=")
+    status, _, body = d.request("GET", "/@owner/dev/apps/code/", cookies={"meshgate_session_token": d.bob_token})
+    assert status == 403 and b"owner" in body
+    status, _, _ = d.request("GET", "/@owner/dev/apps/nope/", cookies={"meshgate_session_token": d.owner_token})
+    assert status == 404
+
+
+def test_subdomain_sharing_levels(deployment):
+    d = deployment
+    status, _, body = d.request("GET", "/", host=d.host("pub"))
+    assert status == 200 and b"echo app" in body
+    status, _, _ = d.request("GET", "/", host=d.host("mine"), cookies={"meshgate_session_token": d.bob_token})
+    assert status == 403
+    status, _, _ = d.request("GET", "/", host=d.host("auth"), cookies={"meshgate_session_token": d.bob_token})
+    assert status == 200
+    status, _, _ = d.request("GET", "/", host=d.host(str(d.app_port)), cookies={"meshgate_session_token": d.owner_token})
+    assert status == 200
+    status, _, _ = d.request("GET", "/", host=d.host("8"), cookies={"meshgate_session_token": d.owner_token})
+    assert status == 404
+
+
+def test_cross_domain_login_and_signed_token(deployment):
+    d = deployment
+    host = d.host("mine")
+    # No session on the app host: off to the primary's auth-redirect.
+    status, response, _ = d.request("GET", "/headers?a=1", host=host)
+    assert status == 303
+    location = response.getheader("Location")
+    assert location.startswith(f"{d.access}/api/v2/applications/auth-redirect?redirect_uri=")
+    # Signed in at the primary, it sends back a one-minute key in the URL.
+    status, response, _ = d.request("GET", location.removeprefix(d.access), cookies={"meshgate_session_token": d.owner_token})
+    assert status == 303
+    back = urllib.parse.urlsplit(response.getheader("Location"))
+    assert back.netloc == host and "meshgate_app_key=" in back.query
+    # The app host swaps it for its own cookie and strips it from the URL.
+    status, response, _ = d.request("GET", f"{back.path}?{back.query}", host=host)
+    assert status == 303 and "meshgate_app_key" not in response.getheader("Location")
+    app_session = next(c for c in set_cookies(response) if c.startswith("meshgate_session_token="))
+    cookie = app_session.split(";")[0].split("=", 1)[1]
+    status, response, body = d.request("GET", "/headers?a=1", host=host, cookies={"meshgate_session_token": cookie})
+    assert status == 200, body
+    token_cookie = next(c for c in set_cookies(response) if c.startswith("meshgate_signed_app_token_")).split(";")[0]
+    name, token = token_cookie.split("=", 1)
+    # The signed token alone opens the app for its minute; a broken one is ignored and re-issued.
+    status, _, _ = d.request("GET", "/headers", host=host, cookies={name: token})
+    assert status == 200
+    status, response, _ = d.request("GET", "/headers", host=host, cookies={name: token[:-4] + "AAAA", "meshgate_session_token": cookie})
+    assert status == 200 and any(c.startswith(name + "=") for c in set_cookies(response))
+    # Not for another app.
+    status, _, _ = d.request("GET", "/headers", host=d.host("code"), cookies={name: token})
+    assert status in (303, 404)
+
+
+def test_open_redirects_are_refused(deployment):
+    d = deployment
+    for target in ["https://evil.example/", f"http://mine--main--dev--owner.{WILDCARD}.evil.example:{d.port}/",
+                   f"http://x@evil.example:{d.port}/", "//evil.example/"]:
+        path = "/api/v2/applications/auth-redirect?redirect_uri=" + urllib.parse.quote(target, safe="")
+        status, _, _ = d.request("GET", path, cookies={"meshgate_session_token": d.owner_token})
+        assert status == 400, target
+
+
+def test_websocket_echo_through_a_subdomain_app(deployment):
+    d = deployment
+
+    async def scenario():
+        headers = {"Cookie": f"meshgate_session_token={d.owner_token}"}
+        # The URL names the app host; the TCP connection goes to the gateway's address.
+        async with websockets.connect(f"ws://{d.host('ws')}/echo", host="127.0.0.1", port=d.port, extra_headers=headers,
+                                      open_timeout=15, max_size=1 << 22) as socket:
+            await socket.send("hello")
+            assert await asyncio.wait_for(socket.recv(), 10) == "hello"
+            blob = secrets.token_bytes(1 << 20)
+            await socket.send(blob)
+            assert await asyncio.wait_for(socket.recv(), 20) == blob
+
+    asyncio.run(scenario())
