@@ -32,15 +32,21 @@ def main() -> None:
         if parts[0] == "direct" and parts[-1] == "rps":
             cases.setdefault((parts[1], parts[2]), []).append(parts[3])
 
+    def p99(name: str) -> str:  # h2load logs no request when none completed within the run
+        value = r[name + "_p99"]
+        return "no request completed" if value != value else f"p99 {value:.2f} ms"
+
     def cell(name: str, file: str) -> str:
         rps = r[name + "_rps"]
         rate = f" ({rps:.0f} MiB/s)" if file == "large" else ""
-        return f"{rps:.0f} req/s{rate}, p99 {r[name + '_p99']:.2f} ms"
+        return f"{rps:.0f} req/s{rate}, {p99(name)}"
+
+    def quotient(a: float, b: float) -> str:
+        return f"{a / b:.2f}×" if b and a == a and b == b else "–"
 
     def ratio(name: str, anchor: str, bold: bool) -> str:
-        rps = r[name + "_rps"] / r[anchor + "_rps"]
-        p99 = r[name + "_p99"] / r[anchor + "_p99"]
-        return (f"**{rps:.2f}×**" if bold else f"{rps:.2f}×") + f" req/s, {p99:.2f}× p99"
+        rps = quotient(r[name + "_rps"], r[anchor + "_rps"])
+        return (f"**{rps}**" if bold else rps) + f" req/s, {quotient(r[name + '_p99'], r[anchor + '_p99'])} p99"
 
     def table(protocol: str) -> str:
         header = ["file", "connections"] + [label for _, label in targets]
@@ -57,8 +63,8 @@ def main() -> None:
         return "\n".join(rows)
 
     errors = [f"{name[:-7]}: {value:.0f}" for name, value in r.items() if name.endswith("_errors") and value]
-    error_line = ("Failed requests (non-2xx, socket errors, timeouts): " + ", ".join(errors) + "; their runs' figures "
-                  "count them as answered.") if errors else "Every request of every run answered 2xx."
+    error_line = ("Failed requests (non-2xx responses, socket errors, timeouts), left out of req/s: " + ", ".join(errors) + "."
+                  ) if errors else "Every request of every run answered 2xx."
     if measured:
         before, after = r.get("meshgate_path_before", "?"), r.get("meshgate_path_after", "?")
         path_line = f"The gateway's path to the agent (its state in the API): {before} before the runs, {after} after."
@@ -86,8 +92,9 @@ same URL `/@owner/dev/apps/bench/FILE` with the same session cookie, back to bac
 
 HTTP/1.1: {h1}.
 HTTP/2: {h2}.
-The upstream leg is HTTP/1.1 in all three. Ratios divide meshgate's req/s and p99 by the anchor's from the same
-case of the same run: above 1× is better for req/s, worse for p99.
+req/s counts 2xx responses only (failed requests are listed under the tables); h2load's p99 is of the 2xx
+responses, wrk's of every response. The upstream leg is HTTP/1.1 in all three. Ratios divide meshgate's req/s
+and p99 by the anchor's from the same case of the same run: above 1× is better for req/s, worse for p99.
 
 Machine: {machine}.
 {meshgate_line}
