@@ -26,6 +26,8 @@ CONNECTIONS=${CONNECTIONS:-16 64}
 H2_STREAMS=${H2_STREAMS:-10}  # concurrent streams per HTTP/2 connection, as in bench/tls-front.sh
 WRK_THREADS=${WRK_THREADS:-1}  # the load generator shares the 2 cores with everything it measures
 ANCHORS_ONLY=${ANCHORS_ONLY:-0}
+# The app token in meshgate's requests lasts 60 s and wrk cannot renew it.
+[ $((WARMUP + DURATION)) -lt 60 ] || { echo "apps: WARMUP + DURATION must stay under 60 s" >&2; exit 1; }
 PYTHON=/usr/bin/python3
 load=$(cut -d' ' -f1-3 /proc/loadavg)  # at the start, before the build: other jobs on the machine show here
 command_line="bash bench/apps.sh"
@@ -249,9 +251,22 @@ measure_h2() {
   result "${name}_errors" "$(awk '/^requests:/ { print $10 + $12 + $14 }' "$log")" requests
 }
 
+# The session cookie and the signed app token meshgate sets on an app's response, as a browser sends them back:
+# with the token a request skips the store. It lasts 60 s, so it is fetched afresh for each case.
+browser_cookie() {
+  local session="meshgate_session_token=$SESSION" token
+  token=$(wgn_in "$WGN_NS1" curl -sk -o /dev/null -D - -H "Cookie: $session" "${BASE_URL[meshgate]}/small.txt" \
+    | sed -n 's/^set-cookie: \(meshgate_signed_app_token=[^;]*\);.*/\1/Ip')
+  echo "$session${token:+; $token}"
+}
+
+if [ "$ANCHORS_ONLY" != 1 ]; then
+  case $(browser_cookie) in *meshgate_signed_app_token=*) result meshgate_app_token 1 cookie ;; *) result meshgate_app_token 0 cookie ;; esac
+fi
 for protocol in h1 h2; do
   for file in small.txt large.bin; do
     for connections in $CONNECTIONS; do
+      if [ "$ANCHORS_ONLY" != 1 ]; then COOKIE=$(browser_cookie); fi
       for target in $TARGETS; do
         name="${target}_${protocol}_${file%%.*}_c$connections"
         echo "== $name"

@@ -73,6 +73,13 @@ def main() -> None:
         path_line = ""
         meshgate_line = ("\n**meshgate was not measured in this run** (the anchors alone): the app proxy's path apps were "
                          "not in the build yet. Re-run `make bench-apps` for the ratios.\n")
+    token_line = ""
+    if measured:
+        token_line = ("\n  Requests carry the session cookie and the signed app token that meshgate set on a response just "
+                      "before\n  (60 s), as a browser sends them: with the token a request skips the store."
+                      if r.get("meshgate_app_token") else
+                      "\n  Requests carry the session cookie only: meshgate set no app token, so each one is checked "
+                      "against the store.")
     h1 = f"`wrk -t{threads} -cN --latency -H 'Cookie: …'` for {duration} s after a {warmup} s run thrown away"
     h2 = (f"`h2load -t1 -cN -m{streams} -H 'Cookie: …' --warm-up-time={warmup}s -D {duration}s --log-file …`;\n"
           "p99 is the nearest rank of the per-request times in its log (h2load itself prints only min, max, mean and sd)")
@@ -80,11 +87,11 @@ def main() -> None:
 
 `{command}` (`make bench-apps`, root): issue 7's request path. A GET for a file served by nginx
 (keep-alive, sendfile) in a workspace network namespace, through three proxies in a gateway namespace, at the
-same URL `/@owner/dev/apps/bench/FILE` with the same session cookie, back to back for each case in one run:
+same URL `/@owner/dev/apps/bench/FILE` with the same cookies, back to back for each case in one run:
 
 - **meshgate**: TLS → `meshgate server` (release, `--log-level warning`, its generated P-256 certificate, the
   path-app proxy) → the mesh → `meshgate agent` in the workspace namespace
-  (`--app bench=http://127.0.0.1:8080,share=owner`) → the app on 127.0.0.1.
+  (`--app bench=http://127.0.0.1:8080,share=owner`) → the app on 127.0.0.1.{token_line}
 - **A, nginx direct**: nginx (TLS with a P-256 certificate, HTTP/2, the app prefix stripped, upstream
   keep-alive, responses buffered in memory) → the app over a veth between the namespaces.
 - **B, nginx over wireguard-go**: the same nginx → the app through Debian's wireguard-go (MTU 1280) between the
