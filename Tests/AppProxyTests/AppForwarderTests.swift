@@ -186,6 +186,19 @@ import Tunnel
         }
     }
 
+    /// A refusal that closes the stream before the exchange is set up on it (the source handed the stream
+    /// over late) still reaches the caller with the agent's reason.
+    @Test func refusalBeforeTheExchangeBegins() async throws {
+        try await ForwardingFixture.with { fixture in
+            let late = AppForwarder(streams: LateStreams(dialer: fixture.mesh.dialer), dialer: fixture.mesh.dialer)
+            let head = HTTPRequest(method: .get, scheme: "https", authority: "x", path: "/", headerFields: [:])
+            let refused = await forwardError {
+                try await late.forward(Request(head: head, body: RequestBody(buffer: ByteBuffer())), to: fixture.app(port: 9), path: "/", origin: ForwardingFixture.origin)
+            }
+            #expect(refused == .portRefused(port: 9, reason: "port 9 is not forwarded"))
+        }
+    }
+
     /// An app that closes before its response, in the middle of it, or answers with something else than HTTP.
     @Test func badGatewayWhenTheAppBreaksHTTP() async throws {
         try await ForwardingFixture.with { fixture in
