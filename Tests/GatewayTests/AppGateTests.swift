@@ -118,4 +118,22 @@ import Tunnel
         let reissued = await admit(gate, cookies: ["meshgate_session_token": "good-session"])
         #expect(try AppTokenJWS.keySequence(of: token(reissued.setCookie).value) == next.sequence)
     }
+
+    @Test func pathAppsCanBeTurnedOff() async throws {
+        let deployment = try Deployment()
+        defer { try? FileManager.default.removeItem(at: deployment.directory) }
+        var path = app()
+        path.request.accessMethod = .path
+        let clock = deployment.clock
+        let gate = AppGate(
+            configuration: .init(accessURL: URL(string: "https://meshgate.test")!, hostname: nil, pathAppsDisabled: true, pathAppSharing: false),
+            resolver: OneApp(app: path), sessions: Sessions(owner: owner), tokens: deployment.environment.appTokenKeys, now: { clock.now }
+        )
+        let admission = await gate.admit(path.request, credentials: .init(cookies: ["meshgate_session_token": "good-session"], sessionHeader: nil), secure: true, originalURL: "/")
+        guard case .respond(.page(let page)) = admission else {
+            Issue.record("a path app opened with path apps disabled")
+            return
+        }
+        #expect(page.status == 403)
+    }
 }
