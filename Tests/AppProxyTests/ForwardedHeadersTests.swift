@@ -75,8 +75,11 @@ import Tunnel
         let result = ForwardedHeaders.response(HTTPHeaders([
             ("Content-Type", "text/plain"), ("Connection", "keep-alive, X-Internal"), ("X-Internal", "1"), ("Keep-Alive", "timeout=5"),
             ("Transfer-Encoding", "chunked"), ("Set-Cookie", "sid=1; Path=/"), ("Proxy-Authenticate", "Basic"), ("Content-Length", "12"),
+            // An app may not plant a session cookie in meshgate's name.
+            ("Set-Cookie", "meshgate_session_token=planted; Path=/"), ("set-cookie", " Meshgate_Signed_App_Token=x"),
         ]))
         #expect(result.map(\.name) == ["Content-Type", "Set-Cookie", "Content-Length"])
+        #expect(result["Set-Cookie"] == ["sid=1; Path=/"])
     }
 
     @Test func credentialNames() {

@@ -57,7 +57,7 @@ final class TestAgentDialer: AgentStreamDialer {
 /// The gateway's stream pool in miniature: checked-in streams are kept per port and handed out again, newest
 /// first. Unlike the real pool it does not watch idle streams, so a stream the app closed meanwhile is handed
 /// out as it is: what the forwarder's retry is for.
-final class IdleStreams: AgentStreamSource {
+final class IdleStreams: AgentStreamFailureReporting {
     private let dialer: any AgentStreamDialer
     private let idle = Mutex([AgentStreamLease]())
 
@@ -65,10 +65,11 @@ final class IdleStreams: AgentStreamSource {
 
     var idleCount: Int { idle.withLock { $0.count } }
 
-    func checkout(agent: UUID, port: UInt16) async throws -> AgentStreamLease {
+    func checkoutReportingFailure(agent: UUID, port: UInt16) async throws -> (lease: AgentStreamLease, failure: AgentStreamFailureRecord?) {
         let kept = idle.withLock { idle in idle.lastIndex { $0.port == port }.map { idle.remove(at: $0) } }
-        if let kept { return AgentStreamLease(channel: kept.channel, agent: agent, port: port, reused: true) }
-        return try await FreshAgentStreams(dialer: dialer) { try $0.pipeline.syncOperations.addHTTPClientHandlers() }.checkout(agent: agent, port: port)
+        if let kept { return (AgentStreamLease(channel: kept.channel, agent: agent, port: port, reused: true), nil) }
+        return try await FreshAgentStreams(dialer: dialer) { try $0.pipeline.syncOperations.addHTTPClientHandlers() }
+            .checkoutReportingFailure(agent: agent, port: port)
     }
 
     func checkin(_ lease: AgentStreamLease) async {
@@ -79,6 +80,26 @@ final class IdleStreams: AgentStreamSource {
     func closeAll() {
         for lease in idle.withLock({ idle in defer { idle.removeAll() }; return idle }) { lease.channel.close(promise: nil) }
     }
+}
+
+/// New streams handed over only once they have ended (at most a second): the agent's answer always comes
+/// before the exchange is set up, as it may when the hand-over is slow.
+struct LateStreams: AgentStreamFailureReporting {
+    let dialer: any AgentStreamDialer
+
+    func checkoutReportingFailure(agent: UUID, port: UInt16) async throws -> (lease: AgentStreamLease, failure: AgentStreamFailureRecord?) {
+        let fresh = try await FreshAgentStreams(dialer: dialer) { try $0.pipeline.syncOperations.addHTTPClientHandlers() }
+            .checkoutReportingFailure(agent: agent, port: port)
+        _ = try? await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await fresh.lease.channel.closeFuture.get() }
+            group.addTask { try await Task.sleep(for: .seconds(1)) }
+            defer { group.cancelAll() }
+            try await group.next()
+        }
+        return fresh
+    }
+
+    func checkin(_ lease: AgentStreamLease) async { lease.channel.close(promise: nil) }
 }
 
 /// A forwarder to an agent over a real mesh pair, with everything a test needs to look at.

@@ -106,6 +106,7 @@ def test_invalid_agent_option_names_it(start_server):
 def test_dev_mode_runs_a_demo_workspace_end_to_end(start_server):
     import os
     import re
+    import urllib.parse
     # A fixed TLS port: the access URL, and with it the embedded relay's address in the DERP map, derives from it.
     server = start_server("--dev", "--http-address", "127.0.0.1:0", "--tls-address", f"127.0.0.1:{free_port()}")
     banner = server.wait_for_stdout("Workspace:")
@@ -130,6 +131,12 @@ def test_dev_mode_runs_a_demo_workspace_end_to_end(start_server):
     _, body = wait_reachable(api, agent_id, port, "/")
     assert "Hello from your workspace" in body["body"]
     assert 'new WebSocket' in body["body"]
+
+    # And through the gateway as a path app, where the banner says it is.
+    app_url = re.search(r"Demo app:\s+(\S+)", banner).group(1)
+    path = urllib.parse.urlsplit(app_url).path
+    status, page, _ = api.call("GET", path, headers={"Cookie": f"meshgate_session_token={api.token}"})
+    assert status == 200 and b"Hello from your workspace" in page
 
     # The agent is the server's child: it goes when the server goes.
     assert server.stop() == 0

@@ -60,8 +60,13 @@ public final class AgentHTTPExchange: Sendable {
     ) async throws -> AgentHTTPExchange {
         while true {
             let lease: AgentStreamLease
+            var early: AgentStreamFailureRecord?
             do {
-                lease = try await streams.checkout(agent: agent, port: port)
+                if let reporting = streams as? any AgentStreamFailureReporting {
+                    (lease, early) = try await reporting.checkoutReportingFailure(agent: agent, port: port)
+                } else {
+                    lease = try await streams.checkout(agent: agent, port: port)
+                }
             } catch {
                 throw AgentHTTPExchangeFailure(stage: .stream, cause: error, heard: nil, reusedStream: false)
             }
@@ -84,7 +89,7 @@ public final class AgentHTTPExchange: Sendable {
                 }.get()
             } catch {
                 channel.close(promise: nil)
-                throw AgentHTTPExchangeFailure(stage: .request, cause: error, heard: nil, reusedStream: lease.reused)
+                throw AgentHTTPExchangeFailure(stage: .request, cause: early?.error ?? error, heard: nil, reusedStream: lease.reused)
             }
             let uploadFailure = FirstError()
             let upload = body.map { body in
@@ -109,7 +114,9 @@ public final class AgentHTTPExchange: Sendable {
                 await upload?.value
                 if lease.reused, retryingStaleStreams, body == nil, !Task.isCancelled { continue }
                 let heard = try? await channel.eventLoop.submit { sniffer.value?.heard }.get()
-                throw AgentHTTPExchangeFailure(stage: .request, cause: uploadFailure.error ?? error, heard: heard ?? nil, reusedStream: lease.reused)
+                // A stream that ended before the exchange's handler was in place says why only to its record.
+                let cause = uploadFailure.error ?? (error as? ChannelError == .ioOnClosedChannel ? early?.error : nil) ?? error
+                throw AgentHTTPExchangeFailure(stage: .request, cause: cause, heard: heard ?? nil, reusedStream: lease.reused)
             }
         }
     }

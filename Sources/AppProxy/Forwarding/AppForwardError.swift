@@ -67,8 +67,9 @@ public enum AppForwardError: Error, Sendable, Equatable, CustomStringConvertible
 
     private static func describe(_ cause: any Error, stage: AgentHTTPExchangeFailure.Stage) -> String {
         switch cause {
-        // The decoder meets the end of the stream before the exchange handler hears of it.
-        case AppUpstreamError.closedEarly, HTTPParserError.invalidEOFState:
+        // The decoder meets the end of the stream before the exchange handler hears of it; a request body
+        // still on its way meets the agent's STOP_SENDING or reset when the app closes.
+        case AppUpstreamError.closedEarly, HTTPParserError.invalidEOFState, MeshStreamError.stopSending, MeshStreamError.reset:
             stage == .response ? "the app closed the connection in the middle of the response" : AppUpstreamError.closedEarly.description
         case is NIOSSLError, is BoringSSLError: "TLS with the app failed: \(cause)"
         case is HTTPParserError: "the app's response is not valid HTTP/1.1 (\(cause))"

@@ -84,12 +84,17 @@ public enum ForwardedHeaders {
 
     /// The headers the browser receives for an app's response: the hop-by-hop ones go (the gateway frames
     /// its own connection to the browser).
+    /// The app's response headers the browser receives: end-to-end ones, minus any cookie in meshgate's namespace.
     public static func response(_ headers: HTTPHeaders) -> HTTPHeaders {
         let listed = connectionTokens(headers)
         var kept = HTTPHeaders()
         for (name, value) in headers {
             let lowercased = name.lowercased()
             if hopByHop.contains(lowercased) || lowercased.hasPrefix("proxy-") || listed.contains(lowercased) { continue }
+            // An app must not plant or overwrite meshgate's cookies (a path app shares the dashboard's origin).
+            if lowercased == "set-cookie", MeshgateCredentials.isMeshgateCookie(named: value.prefix { $0 != "=" }.trimmingCharacters(in: .whitespaces)) {
+                continue
+            }
             kept.add(name: name, value: value)
         }
         return kept

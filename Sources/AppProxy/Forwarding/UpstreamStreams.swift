@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP1
 import NIOSSL
 import NIOTLS
+import Synchronization
 import Tunnel
 
 /// TLS to HTTPS apps (`ResolvedApp.https`, port URLs `8443s--…`), over the mesh stream and below the HTTP codec.
@@ -95,7 +96,7 @@ extension HandshakeProbe: Sendable {}
 
 /// A new stream for every exchange, closed after it: the HTTPS apps' streams when no pool keeps them, and
 /// anything that must not share a stream.
-public struct FreshAgentStreams: AgentStreamSource {
+public struct FreshAgentStreams: AgentStreamFailureReporting {
     private let dialer: any AgentStreamDialer
     private let configure: @Sendable (any Channel) throws -> Void
 
@@ -104,20 +105,62 @@ public struct FreshAgentStreams: AgentStreamSource {
         (self.dialer, self.configure) = (dialer, configure)
     }
 
-    public func checkout(agent: UUID, port: UInt16) async throws -> AgentStreamLease {
+    public func checkoutReportingFailure(agent: UUID, port: UInt16) async throws -> (lease: AgentStreamLease, failure: AgentStreamFailureRecord?) {
         let configure = self.configure
+        let failure = AgentStreamFailureRecord()
         let channel = try await dialer.openStream(toAgent: agent, service: .tcp(port: port)) { channel in
             channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandler(failure.recorder())
                 try configure(channel)
                 return channel
             }
         }
-        return AgentStreamLease(channel: channel, agent: agent, port: port, reused: false)
+        return (AgentStreamLease(channel: channel, agent: agent, port: port, reused: false), failure)
     }
 
     public func checkin(_ lease: AgentStreamLease) async {
         // Not waited for: a TLS close waits for the app's close_notify, which nobody needs.
         lease.channel.close(promise: nil)
+    }
+}
+
+/// A stream source that can also say why a new stream ended before its first exchange began: the agent's
+/// refusal (`MeshStreamError.refused`, with its reason) can close a stream before the exchange's handlers are
+/// in place, and is lost with it otherwise. Sources add `AgentStreamFailureRecord.recorder()` to new streams.
+public protocol AgentStreamFailureReporting: AgentStreamSource {
+    /// `checkout`, with the record of a new stream's first error (nil for a reused stream).
+    func checkoutReportingFailure(agent: UUID, port: UInt16) async throws -> (lease: AgentStreamLease, failure: AgentStreamFailureRecord?)
+}
+
+extension AgentStreamFailureReporting {
+    public func checkout(agent: UUID, port: UInt16) async throws -> AgentStreamLease {
+        try await checkoutReportingFailure(agent: agent, port: port).lease
+    }
+}
+
+/// The first error a stream reported, kept beyond the stream's pipeline.
+public final class AgentStreamFailureRecord: Sendable {
+    private let first = Mutex<(any Error)?>(nil)
+
+    public init() {}
+
+    public var error: (any Error)? { first.withLock { $0 } }
+
+    /// The handler that records into this; add it to the stream's pipeline when setting it up.
+    public func recorder() -> some ChannelHandler & RemovableChannelHandler { Recorder(record: self) }
+
+    fileprivate func record(_ error: any Error) { first.withLock { $0 = $0 ?? error } }
+
+    private final class Recorder: ChannelInboundHandler, RemovableChannelHandler {
+        typealias InboundIn = ByteBuffer
+        let record: AgentStreamFailureRecord
+
+        init(record: AgentStreamFailureRecord) { self.record = record }
+
+        func errorCaught(context: ChannelHandlerContext, error: any Error) {
+            record.record(error)
+            context.fireErrorCaught(error)
+        }
     }
 }
 

@@ -2,16 +2,9 @@ import Foundation
 
 /// Cross-origin rules for subdomain apps: a page on one of a user's app hosts may call that same user's other
 /// apps (a front end on port 3000 calling an API on 8080), and no other origin may, whatever the app itself
-/// answers. An app that opts into passthrough keeps its own CORS headers.
+/// answers. (An app opting into passthrough of its own CORS headers is not offered yet.)
 public enum AppCORS {
-    public enum Policy: Sendable, Equatable {
-        /// meshgate decides (the default).
-        case sameUser
-        /// The app's own CORS headers go through untouched.
-        case passthrough
-    }
-
-    /// The response headers that carry CORS decisions; the app's are removed under `.sameUser`.
+    /// The response headers that carry CORS decisions; the app's own are removed.
     public static let responseHeaders = [
         "access-control-allow-origin", "access-control-allow-credentials", "access-control-allow-methods", "access-control-allow-headers",
         "access-control-expose-headers", "access-control-max-age",

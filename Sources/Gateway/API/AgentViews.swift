@@ -47,14 +47,18 @@ public struct NoAgentPaths: AgentPathProvider {
 /// What the API shows of an agent: its stored record joined with what this gateway knows now (a live socket, the
 /// node's version, its mesh path) and the clock (the connection timeout).
 struct AgentViews: Sendable {
+    let store: any Store
     let coordinator: Coordinator
     let paths: any AgentPathProvider
     let clock: any WallClock
     let connectionTimeout: TimeInterval
 
-    func response(for agent: Agent) async -> AgentResponse {
+    func response(for stored: Agent) async -> AgentResponse {
         let now = clock.now
-        let (live, nodeVersion) = await coordinator.liveness(ofAgent: agent.id)
+        let (live, nodeVersion) = await coordinator.liveness(ofAgent: stored.id)
+        // Liveness first, then the record: a socket is live only once its connection is written, so the record
+        // read now is at least as new (the caller's copy may predate the connection).
+        let agent = (try? await store.agent(id: stored.id)) ?? stored
         // A path or RTT of an agent that is not connected would be a stale memory, not a measurement.
         let link = live ? await paths.link(toAgent: agent.id) : nil
         let times = agent.connection

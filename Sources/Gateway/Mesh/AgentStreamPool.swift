@@ -1,3 +1,4 @@
+import AppProxy
 import Foundation
 import Metrics
 import NIOCore
@@ -15,7 +16,7 @@ extension GatewayMesh: AgentStreamDialer {}
 /// been timed out by the server); each is closed after `idleTimeout` unused. An idle stream that the server
 /// closes, half-closes or writes to, or whose mesh connection ends (agent restart, `.peerRestarted`), is closed
 /// and dropped at once; checkout confirms on the stream's event loop that it is still whole before handing it out.
-public final class AgentStreamPool: AgentStreamSource {
+public final class AgentStreamPool: AgentStreamFailureReporting {
     public struct Configuration: Sendable {
         public var idleTimeout: Duration = .seconds(30)
         public var maxIdlePerKey = 8
@@ -52,6 +53,12 @@ public final class AgentStreamPool: AgentStreamSource {
     }
 
     public func checkout(agent: UUID, port: UInt16) async throws -> AgentStreamLease {
+        try await checkoutReportingFailure(agent: agent, port: port).lease
+    }
+
+    /// A new stream's record of its first error goes with it: a refusal can end the stream before the
+    /// caller's exchange is set up on it.
+    public func checkoutReportingFailure(agent: UUID, port: UInt16) async throws -> (lease: AgentStreamLease, failure: AgentStreamFailureRecord?) {
         let key = Key(agent: agent, port: port)
         while let candidate = takeIdle(key) {
             candidate.cancelExpiry()
@@ -59,22 +66,24 @@ public final class AgentStreamPool: AgentStreamSource {
             let usable = try? await channel.eventLoop.submit { IdleStreamWatcher.of(channel)?.lease() ?? false }.get()
             if usable == true {
                 hits.increment()
-                return AgentStreamLease(channel: channel, agent: agent, port: port, reused: true)
+                return (AgentStreamLease(channel: channel, agent: agent, port: port, reused: true), nil)
             }
             channel.close(promise: nil)
         }
         misses.increment()
         let pipeline = configuration.pipeline
+        let failure = AgentStreamFailureRecord()
         let channel = try await dialer.openStream(toAgent: agent, service: .tcp(port: port)) { channel in
             channel.eventLoop.makeCompletedFuture {
                 try channel.pipeline.syncOperations.addHandler(IdleStreamWatcher())
+                try channel.pipeline.syncOperations.addHandler(failure.recorder())
                 try pipeline(channel)
                 return channel
             }
         }
         // However it ends, an ended stream must not stay in the idle list.
         channel.closeFuture.whenComplete { _ in self.forget(channel, key: key) }
-        return AgentStreamLease(channel: channel, agent: agent, port: port, reused: false)
+        return (AgentStreamLease(channel: channel, agent: agent, port: port, reused: false), failure)
     }
 
     public func checkin(_ lease: AgentStreamLease) async {

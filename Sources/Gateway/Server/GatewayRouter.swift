@@ -72,7 +72,7 @@ public struct GatewayEnvironment: Sendable {
     }
     var coordinatorRoutes: CoordinatorRoutes { CoordinatorRoutes(coordinator: coordinator, store: store, authenticator: authenticator) }
     var workspacesRoutes: WorkspacesRoutes {
-        let agentViews = AgentViews(coordinator: coordinator, paths: agentPaths, clock: clock, connectionTimeout: configuration.agentConnectionTimeout)
+        let agentViews = AgentViews(store: store, coordinator: coordinator, paths: agentPaths, clock: clock, connectionTimeout: configuration.agentConnectionTimeout)
         return WorkspacesRoutes(store: store, clock: clock, pubsub: pubsub, authenticator: authenticator, agentViews: agentViews)
     }
 }

@@ -40,6 +40,9 @@ struct DevelopmentAccount: Codable {
         lines += ["  Email:     \(email)", "  Password:  \(password)"]
         if let workspace {
             lines.append("  Workspace: \(DevelopmentWorkspace.workspaceName) (agent \(DevelopmentWorkspace.agentName) \(workspace.agentID), app \(DemoApp.slug))")
+            var base = accessURL.absoluteString
+            while base.hasSuffix("/") { base.removeLast() }
+            lines.append("  Demo app:  \(base)\(workspace.appPath)")
         }
         lines.append("")
         // Straight to fd 1, unbuffered: this is for the person at the terminal, not the log.

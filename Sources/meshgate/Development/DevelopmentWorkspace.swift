@@ -11,13 +11,18 @@ struct DevelopmentWorkspace: Codable {
     let workspaceID: UUID
     let agentID: UUID
     let agentToken: String
+    /// The owner's user name, for the demo app's path URL.
+    let ownerName: String
+
+    /// Where the demo app opens (a path app: `--dev` has no wildcard host).
+    var appPath: String { "/@\(ownerName)/\(Self.workspaceName)/apps/\(DemoApp.slug)/" }
 
     static func ensure(store: any Store, ownerEmail: String, dataDirectory: String) async throws -> DevelopmentWorkspace {
         guard let owner = try await store.user(email: ownerEmail) else { throw StartupError("the development account \(ownerEmail) is missing") }
         let path = dataDirectory + "/dev-agent.json"
         if let data = FileManager.default.contents(atPath: path), let saved = try? JSONDecoder().decode(DevelopmentWorkspace.self, from: data),
             let agent = try await store.agent(id: saved.agentID), let token = SecretToken(saved.agentToken),
-            token.id == agent.tokenID, token.matches(hashedSecret: agent.hashedTokenSecret)
+            token.id == agent.tokenID, token.matches(hashedSecret: agent.hashedTokenSecret), saved.ownerName == owner.username
         {
             return saved
         }
@@ -34,7 +39,7 @@ struct DevelopmentWorkspace: Codable {
         let token = SecretToken.generate()
         let agent = Agent(workspaceID: workspace.id, name: agentName, tokenID: token.id, hashedTokenSecret: token.hashedSecret, createdAt: Date())
         try await store.insertAgent(agent)
-        let saved = DevelopmentWorkspace(workspaceID: workspace.id, agentID: agent.id, agentToken: token.value)
+        let saved = DevelopmentWorkspace(workspaceID: workspace.id, agentID: agent.id, agentToken: token.value, ownerName: owner.username)
         guard FileManager.default.createFile(atPath: path, contents: try JSONEncoder().encode(saved), attributes: [.posixPermissions: 0o600]) else {
             throw StartupError("cannot write \(path)")
         }
