@@ -32,9 +32,9 @@ def main() -> None:
         if parts[0] == "direct" and parts[-1] == "rps":
             cases.setdefault((parts[1], parts[2]), []).append(parts[3])
 
-    def p99(name: str) -> str:  # h2load logs no request when none completed within the run
+    def p99(name: str) -> str:  # none to rank: no 2xx completed, or all began in the warm-up of a run with failures
         value = r[name + "_p99"]
-        return "no request completed" if value != value else f"p99 {value:.2f} ms"
+        return "p99 unknown" if value != value else f"p99 {value:.2f} ms"
 
     def cell(name: str, file: str) -> str:
         rps = r[name + "_rps"]
@@ -81,7 +81,9 @@ def main() -> None:
                       "\n  Requests carry the session cookie only: meshgate set no app token, so each one is checked "
                       "against the store.")
     h1 = f"`wrk -t{threads} -cN --latency -H 'Cookie: …'` for {duration} s after a {warmup} s run thrown away"
-    h2 = (f"`h2load -t1 -cN -m{streams} -H 'Cookie: …' --warm-up-time={warmup}s -D {duration}s --log-file …`;\n"
+    most = max((int(c[1:]) for counts in cases.values() for c in counts), default=0) * int(streams)
+    h2 = (f"`h2load -t1 -cN -m{streams} -H 'Cookie: …' --warm-up-time={warmup}s -D {duration}s --log-file …` "
+          f"(up to {most} requests in flight);\n"
           "p99 is the nearest rank of the per-request times in its log (h2load itself prints only min, max, mean and sd)")
     print(f"""## Workspace apps
 
@@ -100,7 +102,8 @@ same URL `/@owner/dev/apps/bench/FILE` with the same cookies, back to back for e
 HTTP/1.1: {h1}.
 HTTP/2: {h2}.
 req/s counts 2xx responses only (failed requests are listed under the tables); h2load's p99 is of the 2xx
-responses, wrk's of every response. The upstream leg is HTTP/1.1 in all three. Ratios divide meshgate's req/s
+responses (in a run with failures, less those whose head came during the warm-up: its log does not give their
+status), wrk's of every response. The upstream leg is HTTP/1.1 in all three. Ratios divide meshgate's req/s
 and p99 by the anchor's from the same case of the same run: above 1× is better for req/s, worse for p99.
 
 Machine: {machine}.
