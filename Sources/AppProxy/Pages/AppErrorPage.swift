@@ -58,6 +58,11 @@ public struct AppErrorPage: Sendable, Equatable {
         Self(status: 502, title: "Bad gateway", message: "The app did not answer properly.", detail: cause, hint: hint, health: health)
     }
 
+    /// The gateway itself failed (its store, say); the cause is shown for the operator.
+    public static func internalError(_ message: String, cause: any Error) -> Self {
+        Self(status: 500, title: "Internal error", message: message, detail: "\(cause)")
+    }
+
     public static func pathAppsDisabled() -> Self {
         Self(status: 403, title: "Path apps are disabled", message: "This deployment serves apps on their own subdomains only.", retry: false)
     }

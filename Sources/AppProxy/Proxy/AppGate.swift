@@ -76,7 +76,7 @@ public struct AppGate: Sendable {
             let presented = credentials.cookies[MeshgateCredentials.sessionCookie] ?? credentials.sessionHeader
             requester = try await presented.asyncMap { try await sessions.requester(presenting: $0) } ?? nil
         } catch {
-            return .respond(.page(.agentUnreachable(agent: "-", cause: "could not check the session: \(error)", health: nil)))
+            return .respond(.page(.internalError("The session could not be checked.", cause: error)))
         }
         let app: ResolvedApp
         do {
@@ -86,7 +86,7 @@ public struct AppGate: Sendable {
             case .failure(.ambiguousAgent(let agents)): return .respond(.page(.ambiguousAgent(agents)))
             }
         } catch {
-            return .respond(.page(AppErrorPage(status: 500, title: "Internal error", message: "The app could not be looked up.", detail: "\(error)")))
+            return .respond(.page(.internalError("The app could not be looked up.", cause: error)))
         }
         switch AppAccess.decide(app, requester: requester, pathAppSharing: configuration.pathAppSharing) {
         case .signInRequired: return .respond(signIn(request, originalURL: originalURL))
