@@ -202,7 +202,7 @@ public final class AgentRuntime: Sendable {
 struct AgentIdentity: Decodable, Sendable {
     static let path = "/api/v2/workspaceagents/me"
     static let reportPath = "/api/v2/workspaceagents/me/report"
-    static let tokenHeader = "Meshgate-Agent-Token"
+    static let tokenHeader = MeshgateCredentials.agentTokenHeader
     let id: UUID
 }
 

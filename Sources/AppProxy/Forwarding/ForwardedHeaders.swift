@@ -1,5 +1,6 @@
 import Foundation
 import NIOHTTP1
+import Tunnel
 
 /// Who asked, and how: what the `X-Forwarded-*` headers tell the app.
 public struct ForwardingOrigin: Sendable, Equatable {

@@ -1,3 +1,4 @@
+import Tunnel
 import AppProxy
 import Foundation
 import HTTPTypes
