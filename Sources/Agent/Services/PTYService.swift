@@ -46,14 +46,14 @@ public actor PTYService {
                     throw PTYWireError.malformed("the first frame must be attach")
                 }
                 if let problem = attach.problem {
-                    try await outbound.write(.exit(PTYExit(reason: problem)))
+                    try await Self.refuse(PTYExit(reason: problem), outbound: outbound, frames: &frames)
                     return
                 }
                 let session: PTYSession
                 do {
                     session = try await self.session(for: attach)
                 } catch {
-                    try await outbound.write(.exit(PTYExit(reason: "\(error)")))
+                    try await Self.refuse(PTYExit(reason: "\(error)"), outbound: outbound, frames: &frames)
                     return
                 }
                 let (viewer, queue) = await session.attach(width: attach.width, height: attach.height)
@@ -84,6 +84,16 @@ public actor PTYService {
         } catch {
             logger.debug("pty stream closed", metadata: ["error": "\(error)"])
         }
+    }
+
+    /// Says why there is no session, then waits for the opener to leave: closing first would reset the stream
+    /// and could drop the reason.
+    private static func refuse(
+        _ exit: PTYExit, outbound: NIOAsyncChannelOutboundWriter<PTYAgentFrame>, frames: inout NIOAsyncChannelInboundStream<PTYClientFrame>.AsyncIterator
+    ) async throws {
+        try await outbound.write(.exit(exit))
+        outbound.finish()
+        while try await frames.next() != nil {}
     }
 
     /// Live sessions now (starting ones included).

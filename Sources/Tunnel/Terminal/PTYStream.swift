@@ -52,6 +52,7 @@ public enum PTYStream {
         try channel.pipeline.syncOperations.addHandlers([
             ByteToMessageHandler(PTYFrameDecoder<In>()), MessageToByteHandler(PTYFrameEncoder<Out>()),
         ])
-        return try NIOAsyncChannel(wrappingChannelSynchronously: channel)
+        // Finishing the writer sends FIN: the agent's way of saying "that was the exit frame", and the opener's of leaving.
+        return try NIOAsyncChannel(wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
     }
 }
