@@ -49,6 +49,13 @@ let package = Package(
             pkgConfig: "libb2",
             providers: [.apt(["libb2-dev"])]
         ),
+        // libvterm (Debian libvterm-dev): the agent's terminal screen, repainted when a browser reattaches to a PTY.
+        .systemLibrary(
+            name: "CVTerm",
+            path: "Sources/CVTerm",
+            pkgConfig: "vterm",
+            providers: [.apt(["libvterm-dev"])]
+        ),
         .target(
             name: "Tunnel",
             dependencies: [
@@ -113,6 +120,7 @@ let package = Package(
             name: "Agent",
             dependencies: [
                 "Tunnel",
+                "CVTerm",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),  // the health probe's status codes and headers
@@ -238,6 +246,7 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),  // the tiny server the real probe checks
                 .product(name: "Yams", package: "Yams"),  // the agent config file's apps, as YAML
             ],
+            resources: [.copy("Fixtures")],  // recorded terminal sessions for the screen oracle
             swiftSettings: swiftSettings
         ),
         .testTarget(
