@@ -246,6 +246,7 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),  // the tiny server the real probe checks
                 .product(name: "Yams", package: "Yams"),  // the agent config file's apps, as YAML
             ],
+            exclude: ["Oracle"],  // the pyte oracle and the fixtures' recorder: Python, run by the tests
             resources: [.copy("Fixtures")],  // recorded terminal sessions for the screen oracle
             swiftSettings: swiftSettings
         ),

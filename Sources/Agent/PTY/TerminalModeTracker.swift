@@ -1,5 +1,6 @@
 /// The input and output modes a program sets that libvterm 0.1.4 keeps but cannot report back (no getter for
-/// DECCKM, keypad, bracketed paste, mouse encoding, autowrap, insert mode, origin mode or the scroll region).
+/// DECCKM, keypad, bracketed paste, mouse encoding, autowrap, insert mode, origin mode or the scroll region), and
+/// the window title (libvterm 0.1.4 loses an OSC split across two writes).
 ///
 /// A small incremental escape-sequence parser over the same PTY output libvterm sees. It keeps its state between
 /// `feed` calls, so a sequence split across PTY reads is handled. It only recognises the sequences that change
@@ -18,6 +19,8 @@ struct TerminalModeTracker {
     var autowrap = true  // DECAWM, ?7
     var originMode = false  // DECOM, ?6
     var insertMode = false  // IRM, CSI 4 h
+    /// OSC 0 or 2; nil until a program sets one.
+    var title: String?
     /// DECSTBM as the program sent it, 1-based and inclusive; nil is the whole screen.
     var scrollRegion: ScrollRegion?
 
@@ -35,6 +38,10 @@ struct TerminalModeTracker {
     private var intermediate: UInt8 = 0
     private var parameters: [Int] = []
     private var current: Int?
+    // The OSC being read, when it is one (not DCS, APC, ...); longer ones are cut, as no title needs more.
+    private static let maxOSC = 4096
+    private var readingOSC = false
+    private var osc: [UInt8] = []
 
     init() { parameters.reserveCapacity(Self.maxParameters) }
 
@@ -56,10 +63,22 @@ struct TerminalModeTracker {
             case .csi:
                 if csi(byte) { alternateScreenSwitches.append(index) }
             case .string:
-                if byte == 0x07 { state = .ground } else if byte == 0x1B { state = .stringEscape }
+                if byte == 0x07 {
+                    endString()
+                } else if byte == 0x1B {
+                    state = .stringEscape
+                } else if readingOSC && osc.count < Self.maxOSC {
+                    osc.append(byte)
+                }
             case .stringEscape:
                 // ESC \ ends the string; any other ESC sequence aborts it and is parsed as usual.
-                if byte == 0x5C { state = .ground } else { state = .escape; escape(byte) }
+                if byte == 0x5C {
+                    endString()
+                } else {
+                    readingOSC = false
+                    state = .escape
+                    escape(byte)
+                }
             }
             index += 1
         }
@@ -74,14 +93,34 @@ struct TerminalModeTracker {
             intermediate = 0
             parameters.removeAll(keepingCapacity: true)
             current = nil
-        case UInt8(ascii: "]"), UInt8(ascii: "P"), UInt8(ascii: "X"), UInt8(ascii: "^"), UInt8(ascii: "_"):
-            state = .string  // OSC, DCS, SOS, PM, APC: skipped up to BEL or ST
+        case UInt8(ascii: "]"):
+            state = .string
+            readingOSC = true
+            osc.removeAll(keepingCapacity: true)
+        case UInt8(ascii: "P"), UInt8(ascii: "X"), UInt8(ascii: "^"), UInt8(ascii: "_"):
+            state = .string  // DCS, SOS, PM, APC: skipped up to BEL or ST
+            readingOSC = false
         case UInt8(ascii: "="): keypadApplication = true
         case UInt8(ascii: ">"): keypadApplication = false
-        case UInt8(ascii: "c"): self = Self()  // RIS
+        case UInt8(ascii: "c"):  // RIS: everything but the title, as in xterm
+            let title = title
+            self = Self()
+            self.title = title
         case 0x1B: state = .escape
         case 0x20...0x2F: state = .escapeIntermediate
         default: break
+        }
+    }
+
+    /// OSC 0 (icon name and title) and OSC 2 (title) set the title.
+    private mutating func endString() {
+        state = .ground
+        guard readingOSC else { return }
+        readingOSC = false
+        guard let separator = osc.firstIndex(of: UInt8(ascii: ";")) else { return }
+        let code = osc[..<separator]
+        if code.elementsEqual("0".utf8) || code.elementsEqual("2".utf8) {
+            title = String(decoding: osc[(separator + 1)...], as: UTF8.self)
         }
     }
 

@@ -16,7 +16,6 @@ public final class TerminalScreen {
 
     private var modes = TerminalModeTracker()
     private var scrollback: TerminalScrollback
-    private var title: String?
     private var cursorVisible = true
     private var cursorBlink = true
     private var cursorShape = VTERM_PROP_CURSORSHAPE_BLOCK
@@ -116,7 +115,7 @@ public final class TerminalScreen {
         var out = TerminalRepaintWriter()
         out.resetPen()
         out.append("\u{1B}[H\u{1B}[2J")
-        if let title { out.title(title) }
+        if let title = modes.title { out.title(String(title.prefix(1024))) }
 
         // Printed from the top and scrolled off with line feeds: after the last line, rows - 1 more push every
         // one of them into the terminal's scrollback and leave a blank screen for the grid.
@@ -192,7 +191,7 @@ public final class TerminalScreen {
             splitCharacter += bytes.prefix(taken)
             bytes = bytes.dropFirst(taken)
             if taken < needed && bytes.isEmpty { return }  // still cut: wait for more
-            splitCharacter.withUnsafeBytes { vterm_input_write(vterm, $0.baseAddress, $0.count) }
+            _ = splitCharacter.withUnsafeBytes { vterm_input_write(vterm, $0.baseAddress, $0.count) }
             splitCharacter.removeAll(keepingCapacity: true)
         }
         var end = bytes.endIndex
@@ -224,9 +223,6 @@ public final class TerminalScreen {
         case VTERM_PROP_CURSORBLINK: cursorBlink = value.boolean != 0
         case VTERM_PROP_CURSORSHAPE: cursorShape = Int(value.number)
         case VTERM_PROP_REVERSE: reverseVideo = value.boolean != 0
-        case VTERM_PROP_TITLE:
-            // libvterm 0.1.4 hands over the whole title at once; a runaway one is cut.
-            title = value.string.map { String(String(cString: $0).prefix(1024)) }
         case VTERM_PROP_ALTSCREEN:
             alternateScreen = value.boolean != 0
             if !alternateScreen { primary = nil }
