@@ -4,7 +4,8 @@ import Testing
 @testable import Agent
 
 /// Real vim, top and less output (Fixtures/terminal, recorded by Oracle/record.py) against pyte, an emulator
-/// independent of libvterm: the repaint after any prefix of a recording must show what the prefix showed.
+/// independent of libvterm: the repaint after any prefix of a recording must show what the prefix showed, scrollback
+/// included.
 @Suite struct TerminalScreenOracleTests {
     struct Fixture: CustomTestStringConvertible, Sendable {
         let name: String
@@ -123,6 +124,15 @@ import Testing
         let repaint = Self.screen(after: recording[...], Self.top).repaint()
         let difference = try Self.difference(Self.top, recording: recording[...], repaint: repaint + Array("\u{1B}[H".utf8))
         #expect(difference?.contains("cursor") == true, "\(difference ?? "no difference reported")")
+    }
+
+    /// The oracle compares scrollback too: a screen that kept none is reported.
+    @Test func oracleCatchesMissingScrollback() throws {
+        let recording = try Self.vim.recording()
+        let screen = TerminalScreen(rows: Self.vim.rows, columns: Self.vim.columns, scrollbackLines: 0)
+        screen.write(recording)
+        let difference = try Self.difference(Self.vim, recording: recording[...], repaint: screen.repaint())
+        #expect(difference?.contains("scrollback differs") == true, "\(difference ?? "no difference reported")")
     }
 
     /// `repaint` with every `ESC [ … m` left out.

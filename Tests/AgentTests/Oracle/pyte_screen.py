@@ -5,7 +5,8 @@
 
 Feeds RAW_FILE (a program's real PTY output) and REPAINT_FILE (TerminalScreen.repaint() after that output) to two
 fresh pyte screens (Debian's python3-pyte 0.8.0, an emulator independent of libvterm) and compares what a user
-sees: the text, each cell's fg, bg, bold, italics, underscore and reverse, and the cursor (x, y, hidden).
+sees: the text, each cell's fg, bg, bold, italics, underscore and reverse, the cursor (x, y, hidden), and the
+scrollback (lines scrolled off the top of the whole primary screen, as xterm and libvterm keep them).
 Exit 0 when they match; 1 with the first differing row on stdout.
 
 OracleScreen below mends three pyte gaps so that the recording shows what xterm would:
@@ -41,6 +42,7 @@ class OracleScreen(pyte.Screen):
     def __init__(self, columns, lines):
         super().__init__(columns, lines)
         self.primary = None
+        self.history = []
 
     def _alternate(self, modes, kwargs):
         if not kwargs.get("private"):
@@ -94,6 +96,8 @@ class OracleScreen(pyte.Screen):
                      if top <= y <= bottom else [], count)
 
     def index(self):
+        if self.primary is None and self.margins in (None, (0, self.lines - 1)) and self.cursor.y == self.lines - 1:
+            self.history.append(dict(self.buffer[0]))
         self._scroll(super().index, lambda y, top, bottom: [bottom] if y == bottom else [])
 
     def reverse_index(self):
@@ -127,8 +131,8 @@ def screen_after(path, rows, columns):
     return screen
 
 
-def cell(screen, x, y):
-    c = screen.buffer[y][x]
+def cell(screen, x, y, line=None):
+    c = (line if line is not None else screen.buffer[y]).get(x, screen.default_char)
     if c.data.strip() == "" and not c.underscore and not c.reverse:
         # A blank shows its background only: the pen's foreground, bold and italics there are invisible.
         return (" ", None, _colour(c.bg), False, False, False, False)
@@ -147,6 +151,16 @@ def compare(rows, columns, raw_path, repaint_path):
                         f"  repaint:   {actual.display[y]!r}\n"
                         f"  cell recording (data, fg, bg, bold, italics, underscore, reverse): {want}\n"
                         f"  cell repaint:    {got}")
+    if len(expected.history) != len(actual.history):
+        return f"scrollback differs: recording {len(expected.history)} lines, repaint {len(actual.history)}"
+    for y, (want_line, got_line) in enumerate(zip(expected.history, actual.history)):
+        for x in range(columns):
+            want, got = cell(expected, x, y, want_line), cell(actual, x, y, got_line)
+            if want != got:
+                text = lambda line: "".join(line.get(i, expected.default_char).data for i in range(columns))
+                return (f"scrollback line {y} differs at column {x}\n"
+                        f"  recording: {text(want_line)!r}\n  repaint:   {text(got_line)!r}\n"
+                        f"  cell recording: {want}\n  cell repaint:    {got}")
     # pyte keeps x == columns after the last column is written (wrap pending); a terminal shows it on the last.
     def where(screen):
         c = screen.cursor
