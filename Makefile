@@ -7,13 +7,15 @@ SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian's own interpreter: the end-to-end tests use Debian's python3-websockets and python3-pytest.
 PYTHON := /usr/bin/python3
-RUN_PACKAGES := libsodium-dev libb2-dev pkg-config
+RUN_PACKAGES := libsodium-dev libb2-dev libvterm-dev pkg-config
 # python3-nacl: the independent DERP client of tests/e2e (NaCl box login).
 # wireguard-go, wg, iproute2, ping and nsenter/unshare: the WireGuard interop tests in network namespaces.
 # nftables: the NAT in front of a workspace namespace (tests/e2e/nat.py).
 # chromium, chromium-driver and python3-selenium: the real-browser tests (tests/e2e/test_browser.py).
+# python3-pyte: the independent terminal emulator the agent's screen repaint is checked against.
 TEST_PACKAGES := $(RUN_PACKAGES) curl openssl python3 python3-pytest python3-websockets python3-nacl \
-	wireguard-go wireguard-tools iproute2 iputils-ping util-linux nftables chromium chromium-driver python3-selenium
+	wireguard-go wireguard-tools iproute2 iputils-ping util-linux nftables chromium chromium-driver python3-selenium \
+	python3-pyte
 # iperf3, wireguard-go, wg, iproute2 and ping: the kernel-TCP anchor over wireguard-go in network namespaces.
 BENCH_PACKAGES := $(RUN_PACKAGES) curl openssl wrk nghttp2-client nginx-light python3 \
 	iperf3 wireguard-go wireguard-tools iproute2 iputils-ping

@@ -49,6 +49,13 @@ let package = Package(
             pkgConfig: "libb2",
             providers: [.apt(["libb2-dev"])]
         ),
+        // libvterm (Debian libvterm-dev): the agent's terminal screen, repainted when a browser reattaches to a PTY.
+        .systemLibrary(
+            name: "CVTerm",
+            path: "Sources/CVTerm",
+            pkgConfig: "vterm",
+            providers: [.apt(["libvterm-dev"])]
+        ),
         // Pseudo-terminal calls Swift cannot import (posix_openpt needs _XOPEN_SOURCE, ioctl is variadic).
         .target(name: "CPTY", path: "Sources/CPTY"),
         .target(
@@ -115,6 +122,7 @@ let package = Package(
             name: "Agent",
             dependencies: [
                 "Tunnel",
+                "CVTerm",
                 "CPTY",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -241,6 +249,8 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),  // the tiny server the real probe checks
                 .product(name: "Yams", package: "Yams"),  // the agent config file's apps, as YAML
             ],
+            exclude: ["Oracle"],  // the pyte oracle and the fixtures' recorder: Python, run by the tests
+            resources: [.copy("Fixtures")],  // recorded terminal sessions for the screen oracle
             swiftSettings: swiftSettings
         ),
         .testTarget(
