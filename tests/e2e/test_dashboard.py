@@ -1,0 +1,133 @@
+"""The dashboard in a real browser (Debian's headless Chromium through Selenium): first-user setup through the form
+on a fresh server, and with --dev: sign in, see the demo workspace with its agent connected and its app, open the
+app from its link. Screenshots (desktop and 390 px phone width) go to .build/e2e-artifacts/."""
+import os
+import re
+import shutil
+
+import pytest
+
+from agent import free_port
+
+try:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+except ImportError:  # reported as a skip below
+    webdriver = None
+
+CHROMIUM = shutil.which("chromium")
+DRIVER = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if os.path.exists("/usr/bin/chromedriver") else None)
+MISSING = [name for name, found in (("python3-selenium", webdriver), ("chromium", CHROMIUM), ("chromium-driver", DRIVER)) if not found]
+pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"browser tests need {', '.join(MISSING)} (make deps-test installs them)")
+ARTIFACTS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), ".build", "e2e-artifacts")
+
+
+@pytest.fixture
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    # --dev's TLS certificate is self-signed.
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,900", "--ignore-certificate-errors"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def screenshot(browser, name):
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    browser.save_screenshot(os.path.join(ARTIFACTS, f"{name}.png"))
+
+
+def wait(browser, condition, timeout=20):
+    return WebDriverWait(browser, timeout).until(condition)
+
+
+def csp_violations(browser):
+    """Console errors the Content-Security-Policy caused: the pages must need no inline script or style."""
+    return [entry["message"] for entry in browser.get_log("browser") if "Content Security Policy" in entry["message"]]
+
+
+def fill(browser, fields):
+    for element_id, value in fields.items():
+        field = browser.find_element(By.ID, element_id)
+        field.clear()
+        field.send_keys(value)
+
+
+def test_first_user_is_created_through_the_setup_form(start_server, browser):
+    server = start_server("--http-address", "127.0.0.1:0")
+    base = server.url("http")
+    browser.get(base + "/")
+    # A fresh deployment has no user: "/" leads to setup.
+    wait(browser, expected_conditions.url_to_be(base + "/setup"))
+    # Every input has its label.
+    for field in browser.find_elements(By.CSS_SELECTOR, "form input:not([type=hidden])"):
+        assert browser.find_elements(By.CSS_SELECTOR, f"label[for='{field.get_attribute('id')}']"), field.get_attribute("id")
+    fill(browser, {"email": "first@example.com", "username": "first", "password": "correct horse battery", "confirm": "correct horse battery"})
+    screenshot(browser, "dashboard-setup")
+    browser.find_element(By.CSS_SELECTOR, "form[action='/setup'] button[type=submit]").click()
+
+    wait(browser, expected_conditions.url_to_be(base + "/workspaces"))
+    header = browser.find_element(By.CSS_SELECTOR, ".site-header").text
+    assert "Signed in as first" in header
+    assert "No workspaces yet" in browser.find_element(By.ID, "main").text
+    screenshot(browser, "dashboard-after-setup")
+
+    # Setup is closed now.
+    browser.get(base + "/setup")
+    wait(browser, expected_conditions.url_to_be(base + "/workspaces"))
+
+    # The header's button signs out; the pages then ask to sign in again and come back.
+    browser.find_element(By.XPATH, "//button[normalize-space()='Sign out']").click()
+    wait(browser, expected_conditions.url_to_be(base + "/login"))
+    browser.get(base + "/users")
+    wait(browser, expected_conditions.url_to_be(base + "/login?redirect=/users"))
+    fill(browser, {"email": "first@example.com", "password": "correct horse battery"})
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait(browser, expected_conditions.url_to_be(base + "/users"))
+    assert "first@example.com" in browser.find_element(By.TAG_NAME, "table").text
+    assert csp_violations(browser) == []
+
+
+def test_dev_dashboard_shows_the_demo_agent_and_opens_its_app(start_server, browser):
+    server = start_server("--dev", "--http-address", "127.0.0.1:0", "--tls-address", f"127.0.0.1:{free_port()}")
+    banner = server.wait_for_stdout("Workspace:")
+    dashboard = re.search(r"Dashboard:\s+(\S+)", banner).group(1)
+    email = re.search(r"Email:\s+(\S+)", banner).group(1)
+    password = re.search(r"Password:\s+(\S+)", banner).group(1)
+    base = dashboard.rsplit("/workspaces", 1)[0]
+
+    browser.get(dashboard)
+    wait(browser, expected_conditions.url_to_be(base + "/login?redirect=/workspaces"))
+    fill(browser, {"email": email, "password": password})
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait(browser, expected_conditions.url_to_be(dashboard))
+
+    # The page refreshes itself: the agent turns connected and its app appears without a reload.
+    status = wait(browser, expected_conditions.presence_of_element_located(
+        (By.CSS_SELECTOR, "[data-label='Agent main in demo'][data-status='connected']")), timeout=40)
+    assert status.text == "connected"
+    link = wait(browser, expected_conditions.element_to_be_clickable((By.CSS_SELECTOR, "a[href$='/demo.main/apps/demo/']")), timeout=40)
+    assert browser.find_element(By.ID, "workspaces").find_element(By.TAG_NAME, "h3").text == "demo"
+    assert browser.find_element(By.CSS_SELECTOR, "#announcer[aria-live='polite']")
+    terminal = browser.find_element(By.CSS_SELECTOR, "a[href^='/terminal/']")
+    assert terminal.get_attribute("href").startswith(base + "/terminal/")
+    screenshot(browser, "dashboard-workspaces")
+
+    # At phone width nothing is cut off sideways.
+    browser.set_window_size(390, 844)
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= browser.execute_script("return window.innerWidth")
+    screenshot(browser, "dashboard-workspaces-phone")
+    browser.set_window_size(1200, 900)
+    assert csp_violations(browser) == []
+
+    link = browser.find_element(By.CSS_SELECTOR, "a[href$='/demo.main/apps/demo/']")
+    link.click()
+    wait(browser, expected_conditions.text_to_be_present_in_element((By.TAG_NAME, "body"), "Hello from your workspace"))
+    screenshot(browser, "dashboard-app")
