@@ -3,6 +3,7 @@ import HTTPTypes
 import HummingbirdTesting
 import NIOCore
 import Testing
+import Tunnel
 
 @testable import Gateway
 
@@ -306,6 +307,20 @@ extension TestResponse {
         #expect(await XtermBundle(stub: stub.path, library: root.appendingPathComponent("none").path).script() == .unusable)
         try Data("window.Terminal = function () {};".utf8).write(to: stub)
         #expect(await XtermBundle(stub: stub.path, library: library.path).script() == .file)
+    }
+
+    /// The path column names the DERP region as the map does, "direct" for UDP, and says when there is none yet.
+    @Test func pathsAndTimesReadForPeople() throws {
+        let map = DERPMap(regions: [900: DERPRegion(regionID: 900, regionCode: "fra", regionName: "Frankfurt", nodes: [])])
+        let builder = DashboardViewBuilder(configuration: try Deployment().environment.configuration, derpMap: map, now: Date(timeIntervalSince1970: 10_000))
+        #expect(builder.pathLabel(.derp(region: 900)) == "relay: Frankfurt")
+        #expect(builder.pathLabel(.derp(region: 901)) == "relay: region 901")
+        #expect(builder.pathLabel(.direct(endpoint: "203.0.113.7:41641")) == "direct")
+        #expect(builder.pathLabel(nil) == "none yet")
+        #expect(DashboardViewBuilder.milliseconds(3.25) == "3.2 ms" || DashboardViewBuilder.milliseconds(3.25) == "3.3 ms")
+        #expect(DashboardViewBuilder.milliseconds(42.4) == "42 ms")
+        #expect(DashboardViewBuilder.relative(Date(timeIntervalSince1970: 9_958), now: builder.now) == "42 s ago")
+        #expect(DashboardViewBuilder.relative(Date(timeIntervalSince1970: 9_000), now: builder.now) == "16 min ago")
     }
 
     // MARK: Fixtures

@@ -131,3 +131,29 @@ def test_dev_dashboard_shows_the_demo_agent_and_opens_its_app(start_server, brow
     link.click()
     wait(browser, expected_conditions.text_to_be_present_in_element((By.TAG_NAME, "body"), "Hello from your workspace"))
     screenshot(browser, "dashboard-app")
+
+
+def test_terminal_page_loads_xterm_and_keeps_its_reconnect_id(start_server, browser):
+    """xterm.js from Debian's packages runs under the page's CSP; the page puts a reconnect id in its URL and tries
+    the PTY socket (which answers or not: the status line says which)."""
+    server = start_server("--dev", "--http-address", "127.0.0.1:0", "--tls-address", f"127.0.0.1:{free_port()}")
+    banner = server.wait_for_stdout("Workspace:")
+    terminal = re.search(r"Terminal:\s+(\S+)", banner).group(1)
+    email = re.search(r"Email:\s+(\S+)", banner).group(1)
+    password = re.search(r"Password:\s+(\S+)", banner).group(1)
+
+    browser.get(terminal)
+    wait(browser, expected_conditions.presence_of_element_located((By.ID, "email")))
+    fill(browser, {"email": email, "password": password})
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait(browser, lambda b: re.search(r"/terminal/[0-9a-f-]+\?reconnect=[0-9a-f-]{36}$", b.current_url))
+    reconnect = browser.current_url.rsplit("=", 1)[1]
+    assert browser.execute_script("return typeof window.meshgateTerminal === 'object' && window.meshgateTerminal.cols > 10")
+    state = wait(browser, lambda b: b.find_element(By.ID, "terminal-status").get_attribute("data-state") in ("connected", "reconnecting")
+                 and b.find_element(By.ID, "terminal-status").get_attribute("data-state"))
+    screenshot(browser, "dashboard-terminal")
+    assert csp_violations(browser) == []
+    # A reload rejoins the same session.
+    browser.refresh()
+    wait(browser, lambda b: b.execute_script("return !!window.meshgateTerminal"))
+    assert browser.current_url.endswith("reconnect=" + reconnect), state

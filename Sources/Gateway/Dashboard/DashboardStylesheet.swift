@@ -59,13 +59,14 @@ enum DashboardStylesheet {
         .table-scroll { overflow-x: auto; }
         table { border-collapse: collapse; width: 100%; }
         th, td { text-align: left; padding: .4rem .6rem; border-bottom: 1px solid var(--line); }
-        .page-terminal main { max-width: none; padding: .75rem; display: flex; flex-direction: column; height: calc(100vh - 3.5rem); }
+        .page-terminal { height: 100vh; display: flex; flex-direction: column; }
+        .page-terminal main { flex: 1; min-height: 0; width: 100%; max-width: none; padding: .75rem; display: flex; flex-direction: column; }
         .terminal-head { display: flex; flex-wrap: wrap; align-items: baseline; gap: .25rem 1rem; }
         .terminal-head h1 { font-size: 1.2rem; margin: 0 0 .5rem; }
         .terminal-status[data-state="connected"] { color: var(--ok); }
         .terminal-status[data-state="reconnecting"], .terminal-status[data-state="connecting"] { color: var(--warn); }
         .terminal-status[data-state="ended"], .terminal-status[data-state="unavailable"] { color: var(--bad); }
-        .terminal { flex: 1; min-height: 12rem; background: #000; padding: .25rem; }
+        .terminal { flex: 1; min-height: 12rem; overflow: hidden; background: #000; padding: .25rem; }
         @media (max-width: 40rem) {
           .site-header { padding: .5rem .75rem; }
           .account { margin-left: 0; width: 100%; justify-content: space-between; }

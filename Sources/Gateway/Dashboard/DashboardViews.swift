@@ -119,7 +119,7 @@ struct DashboardViewBuilder {
     func agent(_ agent: AgentResponse, in workspace: WorkspaceResponse) -> AgentView {
         AgentView(
             id: agent.id.uuidString.lowercased(), name: agent.name, workspaceName: workspace.name, status: agent.status.rawValue,
-            path: pathLabel(agent.path), rtt: agent.rttMs.map { Self.milliseconds($0) } ?? "–", version: agent.version ?? "unknown",
+            path: pathLabel(agent.path), rtt: agent.rttMs.map { Self.milliseconds($0) } ?? "not measured", version: agent.version ?? "unknown",
             lastSeen: agent.status == .connected ? "now" : agent.lastSeenAt.map { Self.relative($0, now: now) } ?? "never",
             lastSeenISO: agent.lastSeenAt.map { $0.ISO8601Format() },
             apps: agent.apps.sorted { $0.slug < $1.slug }.map { app($0, agent: agent.name, workspace: workspace) }
@@ -144,12 +144,12 @@ struct DashboardViewBuilder {
         return AppView(slug: app.slug, displayName: app.displayName.isEmpty ? app.slug : app.displayName, health: app.health.rawValue, url: url, unavailableReason: reason)
     }
 
-    /// "direct", the DERP region's name, or "–" while the gateway has no path.
+    /// "direct", the DERP region's name, or "none yet" until the gateway first dials the agent.
     func pathLabel(_ path: AgentPath?) -> String {
         switch path {
         case .direct?: "direct"
         case .derp(let region)?: derpMap.regions[region].map { "relay: \($0.regionName)" } ?? "relay: region \(region)"
-        case nil: "–"
+        case nil: "none yet"
         }
     }
 
