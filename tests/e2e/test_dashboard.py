@@ -1,47 +1,22 @@
 """The dashboard in a real browser (Debian's headless Chromium through Selenium): first-user setup through the form
 on a fresh server, and with --dev: sign in, see the demo workspace with its agent connected and its app, open the
 app from its link. Screenshots (desktop and 390 px phone width) go to .build/e2e-artifacts/."""
-import os
 import re
-import shutil
 
 import pytest
 
 from agent import free_port
+from browser import By, WebDriverWait, chrome, expected_conditions, required, screenshot
 
-try:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.ui import WebDriverWait
-except ImportError:  # reported as a skip below
-    webdriver = None
-
-CHROMIUM = shutil.which("chromium")
-DRIVER = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if os.path.exists("/usr/bin/chromedriver") else None)
-MISSING = [name for name, found in (("python3-selenium", webdriver), ("chromium", CHROMIUM), ("chromium-driver", DRIVER)) if not found]
-pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"browser tests need {', '.join(MISSING)} (make deps-test installs them)")
-ARTIFACTS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), ".build", "e2e-artifacts")
+pytestmark = required
 
 
 @pytest.fixture
 def browser():
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
     # --dev's TLS certificate is self-signed.
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,900", "--ignore-certificate-errors"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=options)
-    driver.set_page_load_timeout(30)
+    driver = chrome("--window-size=1200,900", "--ignore-certificate-errors", console=True)
     yield driver
     driver.quit()
-
-
-def screenshot(browser, name):
-    os.makedirs(ARTIFACTS, exist_ok=True)
-    browser.save_screenshot(os.path.join(ARTIFACTS, f"{name}.png"))
 
 
 def wait(browser, condition, timeout=20):
@@ -118,6 +93,8 @@ def test_dev_dashboard_shows_the_demo_agent_and_opens_its_app(start_server, brow
     assert browser.find_element(By.CSS_SELECTOR, "#announcer[aria-live='polite']")
     terminal = browser.find_element(By.CSS_SELECTOR, "a[href^='/terminal/']")
     assert terminal.get_attribute("href").startswith(base + "/terminal/")
+    # The 5-second refresh ran (and found nothing to announce or only real changes).
+    wait(browser, lambda b: b.find_element(By.ID, "refresh-state").get_attribute("data-state") == "live", timeout=15)
     screenshot(browser, "dashboard-workspaces")
 
     # At phone width nothing is cut off sideways.
