@@ -125,7 +125,8 @@ def test_terminal_page_loads_xterm_and_keeps_its_reconnect_id(start_server, brow
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     wait(browser, lambda b: re.search(r"/terminal/[0-9a-f-]+\?reconnect=[0-9a-f-]{36}$", b.current_url))
     reconnect = browser.current_url.rsplit("=", 1)[1]
-    assert browser.execute_script("return typeof window.meshgateTerminal === 'object' && window.meshgateTerminal.cols > 10")
+    # The fit addon sized the terminal to its box (xterm.js starts at 80 columns).
+    assert browser.execute_script("return typeof window.meshgateTerminal === 'object' && window.meshgateTerminal.cols > 100")
     state = wait(browser, lambda b: b.find_element(By.ID, "terminal-status").get_attribute("data-state") in ("connected", "reconnecting")
                  and b.find_element(By.ID, "terminal-status").get_attribute("data-state"))
     screenshot(browser, "dashboard-terminal")
