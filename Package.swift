@@ -50,6 +50,8 @@ let package = Package(
             pkgConfig: "libb2",
             providers: [.apt(["libb2-dev"])]
         ),
+        // Pseudo-terminal calls Swift cannot import (posix_openpt needs _XOPEN_SOURCE, ioctl is variadic).
+        .target(name: "CPTY", path: "Sources/CPTY"),
         .target(
             name: "Tunnel",
             dependencies: [
@@ -110,11 +112,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // The workspace agent: its apps and their health now; services (tcp, pty, ssh) later. Sees Tunnel, never Gateway.
+        // The workspace agent: its apps and their health, the tcp and pty services. Sees Tunnel, never Gateway.
         .target(
             name: "Agent",
             dependencies: [
                 "Tunnel",
+                "CPTY",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),  // the health probe's status codes and headers

@@ -110,14 +110,23 @@ def test_dev_dashboard_shows_the_demo_agent_and_opens_its_app(start_server, brow
     screenshot(browser, "dashboard-app")
 
 
-def test_terminal_page_loads_xterm_and_keeps_its_reconnect_id(start_server, browser):
-    """xterm.js from Debian's packages runs under the page's CSP; the page puts a reconnect id in its URL and tries
-    the PTY socket (which answers or not: the status line says which)."""
+def terminal_text(browser):
+    """What the terminal shows, line by line (xterm.js 3.8 has no public buffer API yet)."""
+    return browser.execute_script(
+        "const b = window.meshgateTerminal._core.buffer; const lines = [];"
+        "for (let i = 0; i < b.lines.length; i++) lines.push(b.translateBufferLineToString(i, true));"
+        "return lines.join('\\n');")
+
+
+def test_terminal_page_runs_a_shell_and_rejoins_it_after_a_reload(start_server, browser):
+    """xterm.js from Debian's packages runs under the page's CSP, sized to its box; the page puts a reconnect id in
+    its URL, talks to the agent's shell over the PTY socket, and a reload rejoins the same session."""
     server = start_server("--dev", "--http-address", "127.0.0.1:0", "--tls-address", f"127.0.0.1:{free_port()}")
     banner = server.wait_for_stdout("Workspace:")
     terminal = re.search(r"Terminal:\s+(\S+)", banner).group(1)
     email = re.search(r"Email:\s+(\S+)", banner).group(1)
     password = re.search(r"Password:\s+(\S+)", banner).group(1)
+    server.wait_for_log("local agent started")
 
     browser.get(terminal)
     wait(browser, expected_conditions.presence_of_element_located((By.ID, "email")))
@@ -127,11 +136,22 @@ def test_terminal_page_loads_xterm_and_keeps_its_reconnect_id(start_server, brow
     reconnect = browser.current_url.rsplit("=", 1)[1]
     # The fit addon sized the terminal to its box (xterm.js starts at 80 columns).
     assert browser.execute_script("return typeof window.meshgateTerminal === 'object' && window.meshgateTerminal.cols > 100")
-    state = wait(browser, lambda b: b.find_element(By.ID, "terminal-status").get_attribute("data-state") in ("connected", "reconnecting")
-                 and b.find_element(By.ID, "terminal-status").get_attribute("data-state"))
+    status = lambda b: b.find_element(By.ID, "terminal-status").get_attribute("data-state")  # noqa: E731
+    # The agent may still be connecting: the page keeps retrying until the socket opens.
+    wait(browser, lambda b: status(b) == "connected", timeout=40)
+
+    browser.find_element(By.CSS_SELECTOR, "#terminal textarea").send_keys("echo meshgate-$((6*7))\n")
+    wait(browser, lambda b: "meshgate-42" in terminal_text(b).replace("meshgate-$((6*7))", ""))
     screenshot(browser, "dashboard-terminal")
     assert csp_violations(browser) == []
-    # A reload rejoins the same session.
+
+    # A reload rejoins the same session: its scrollback comes back.
     browser.refresh()
-    wait(browser, lambda b: b.execute_script("return !!window.meshgateTerminal"))
-    assert browser.current_url.endswith("reconnect=" + reconnect), state
+    wait(browser, lambda b: b.execute_script("return !!window.meshgateTerminal") and status(b) == "connected", timeout=30)
+    assert browser.current_url.endswith("reconnect=" + reconnect)
+    wait(browser, lambda b: "meshgate-42" in terminal_text(b).replace("meshgate-$((6*7))", ""))
+
+    # The shell's exit ends the session: the page says so and stops reconnecting.
+    browser.find_element(By.CSS_SELECTOR, "#terminal textarea").send_keys("exit\n")
+    wait(browser, lambda b: status(b) == "ended")
+    assert browser.find_element(By.ID, "terminal-status").text.startswith("session ended: ")

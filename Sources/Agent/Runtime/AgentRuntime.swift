@@ -25,7 +25,7 @@ public struct AgentConfiguration: Sendable {
 }
 
 /// A workspace agent: it dials out only. It learns who it is and the relays from the API, homes on one DERP
-/// region, keeps a coordinator session, serves mesh streams (`tcp:PORT` to 127.0.0.1) and reports its apps and
+/// region, keeps a coordinator session, serves mesh streams (`tcp:PORT` to 127.0.0.1, `pty` terminal sessions) and reports its apps and
 /// their health. Everything reconnects with backoff for as long as it runs; `stop()` leaves cleanly (peers hear
 /// "gone" at once).
 public final class AgentRuntime: Sendable {
@@ -37,6 +37,7 @@ public final class AgentRuntime: Sendable {
     private let peers = Mutex<Set<NodePublicKey>>([])
     private let coordinator: CoordinatorClient
     private let reportRequests: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation)
+    private let terminals: PTYService
 
     public init(configuration: AgentConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -44,6 +45,7 @@ public final class AgentRuntime: Sendable {
         control = ControlClient(baseURL: configuration.url, trust: configuration.trust, headers: [AgentIdentity.tokenHeader: configuration.token])
         coordinator = CoordinatorClient(control: control, logger: logger)
         reportRequests = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+        terminals = PTYService(logger: logger)
     }
 
     /// Runs until `stop()` or cancellation. Throws only when the server refuses the agent token at start: a
@@ -54,6 +56,7 @@ public final class AgentRuntime: Sendable {
             group.addTask { for await _ in self.stopSignal.stream {} }
             try await group.next()
             await coordinator.disconnect()  // peers hear "gone" now, not "lost"
+            await terminals.closeAll()
             group.cancelAll()
         }
         logger.notice("agent stopped")
@@ -82,7 +85,10 @@ public final class AgentRuntime: Sendable {
         ])
         let allowed = configuration.allowedPorts
         let forward = MeshTCPForward(allows: { port in allowed?.contains(port) ?? true })
-        try await node.listen { request in forward.decision(for: request) ?? .refuse(reason: "this agent does not offer \(request.service)") }
+        let terminals = self.terminals
+        try await node.listen { request in
+            forward.decision(for: request) ?? terminals.decision(for: request) ?? .refuse(reason: "this agent does not offer \(request.service)")
+        }
         coordinator.update(CoordinatorNode(
             key: node.privateKey.publicKey, addresses: [MeshPrefix(node.address, length: 128)!], homeRegion: home.region, endpoints: [],
             version: configuration.version

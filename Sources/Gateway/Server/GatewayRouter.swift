@@ -70,6 +70,9 @@ public struct GatewayEnvironment: Sendable {
             clientAddress: { $0.remoteAddress ?? "" }
         )
     }
+    var ptyRoutes: PTYRoutes {
+        PTYRoutes(store: store, dialer: agentDialer, accessURL: configuration.accessURL, logger: Logger(label: "meshgate.terminal"))
+    }
     var coordinatorRoutes: CoordinatorRoutes { CoordinatorRoutes(coordinator: coordinator, store: store, authenticator: authenticator) }
     var workspacesRoutes: WorkspacesRoutes {
         let agentViews = AgentViews(store: store, coordinator: coordinator, paths: agentPaths, clock: clock, connectionTimeout: configuration.agentConnectionTimeout)
@@ -111,6 +114,7 @@ public enum GatewayRouter {
         workspaces.addAgentRoutes(to: api)
         DERPMapRoutes(provider: environment.derpMap, authenticator: environment.authenticator).addRoutes(to: api)
         environment.coordinatorRoutes.addHTTPRoutes(to: api)
+        environment.ptyRoutes.addHTTPRoutes(to: api)
         ApplicationsRoutes(
             store: environment.store, clock: environment.clock, configuration: configuration, sessions: sessions, connectKeys: environment.appConnectKeys
         ).addRoutes(to: api)
@@ -127,6 +131,7 @@ public enum GatewayRouter {
         environment.workspacesRoutes.addWebSocketRoutes(to: router)
         if let derp = environment.derp { DERPRoutes(service: derp).addWebSocketRoute(to: router) }
         environment.coordinatorRoutes.addWebSocketRoute(to: router)
+        environment.ptyRoutes.addWebSocketRoute(to: router)
         return router
     }
 

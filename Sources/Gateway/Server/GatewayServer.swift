@@ -53,7 +53,7 @@ public struct GatewayServer: Sendable {
             // Decompressed messages may be as large as uncompressed ones (the library's default is 16 KiB, which
             // breaks any compressed DERP packet or terminal burst above it).
             ws: WebSocketServerConfiguration(
-                maxFrameSize: 1 << 20, extensions: [.perMessageDeflate(maxDecompressedFrameSize: 1 << 20)], autoPing: .enabled(timePeriod: .seconds(30))
+                maxFrameSize: 1 << 20, extensions: [.perMessageDeflate(maxDecompressedFrameSize: 1 << 20)], autoPing: .enabled(timePeriod: .seconds(15))
             )
         )
         let api = GatewayRouter.http(environment, requestLogLevel: requestLogLevel).buildResponder()
