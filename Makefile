@@ -7,7 +7,10 @@ SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian's own interpreter: the end-to-end tests use Debian's python3-websockets and python3-pytest.
 PYTHON := /usr/bin/python3
-RUN_PACKAGES := libsodium-dev libb2-dev libvterm-dev pkg-config
+# libvterm-dev: the agent's terminal screen model.
+# libjs-xterm and node-xterm: the web terminal's xterm.js (Debian 12's libjs-xterm bundle is a CommonJS stub; the
+# gateway builds the browser script from node-xterm's modules).
+RUN_PACKAGES := libsodium-dev libb2-dev libvterm-dev pkg-config libjs-xterm node-xterm
 # python3-nacl: the independent DERP client of tests/e2e (NaCl box login).
 # wireguard-go, wg, iproute2, ping and nsenter/unshare: the WireGuard interop tests in network namespaces.
 # nftables: the NAT in front of a workspace namespace (tests/e2e/nat.py).

@@ -20,9 +20,10 @@ import Testing
             #expect(response.status == .ok)
             #expect(response.headers[.contentType] == "text/html; charset=utf-8")
             let html = String(buffer: response.body)
-            #expect(html.contains("/api/v2/users/login"))
+            // The form posts to the same-origin login route; the redirect is an HTML-escaped hidden field.
+            #expect(html.contains("action=\"/login\""))
             #expect(!html.contains("</script><script>alert"))
-            #expect(html.contains("\\u003c"))
+            #expect(html.contains("/x&lt;/script&gt;&lt;script&gt;alert(1)"))
         }
     }
 }

@@ -59,6 +59,15 @@ import Testing
         #expect(error?.description.contains("--agent-connection-timeout") == true)
     }
 
+    /// --xterm-path: Debian's libjs-xterm directory unless set; a missing directory is no start-up error (the terminal
+    /// page says what to install).
+    @Test func xtermPath() throws {
+        #expect(try resolve().gateway.xtermPath == "/usr/share/javascript/xterm")
+        #expect(try resolve(environment: ["MESHGATE_XTERM_PATH": "/nonexistent/xterm"]).gateway.xtermPath == "/nonexistent/xterm")
+        #expect(try resolve(flags: ["xterm-path": "/a"], file: ["xterm-path": "/b"]).gateway.xtermPath == "/a")
+        #expect(throws: ConfigurationError.self) { try resolve(flags: ["xterm-path": ""]) }
+    }
+
     @Test func devDefaults() throws {
         let dev = try resolve(flags: ["dev": "true"])
         #expect(dev.gateway.tlsAddress == ListenAddress(host: "127.0.0.1", port: 3443))

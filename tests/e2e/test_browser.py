@@ -1,37 +1,16 @@
 """A real browser (Debian's headless Chromium through Selenium) signs in and opens a path app and a subdomain
 app, and the page's WebSocket round trip works in both. Screenshots go to .build/e2e-artifacts/."""
-import os
-import shutil
-
 import pytest
 
 from apps_deployment import WILDCARD, Deployment
+from browser import By, WebDriverWait, chrome, expected_conditions, required, screenshot
 
-try:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.ui import WebDriverWait
-except ImportError:  # reported as a skip below
-    webdriver = None
-
-CHROMIUM = shutil.which("chromium")
-DRIVER = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if os.path.exists("/usr/bin/chromedriver") else None)
-MISSING = [name for name, found in (("python3-selenium", webdriver), ("chromium", CHROMIUM), ("chromium-driver", DRIVER)) if not found]
-pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"browser tests need {', '.join(MISSING)} (make deps-test installs them)")
-ARTIFACTS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), ".build", "e2e-artifacts")
+pytestmark = required
 
 
 @pytest.fixture
 def browser():
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1000,800",
-                     f"--host-resolver-rules=MAP *.{WILDCARD} 127.0.0.1"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=options)
-    driver.set_page_load_timeout(30)
+    driver = chrome("--window-size=1000,800", f"--host-resolver-rules=MAP *.{WILDCARD} 127.0.0.1")
     yield driver
     driver.quit()
 
@@ -40,8 +19,7 @@ def wait_for_echo(browser, name):
     try:
         WebDriverWait(browser, 20).until(expected_conditions.text_to_be_present_in_element((By.ID, "status"), "echo: hello from"))
     finally:
-        os.makedirs(ARTIFACTS, exist_ok=True)
-        browser.save_screenshot(os.path.join(ARTIFACTS, f"{name}.png"))
+        screenshot(browser, name)
     return browser.find_element(By.ID, "status").text
 
 

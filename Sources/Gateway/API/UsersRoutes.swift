@@ -5,11 +5,11 @@ import Logging
 
 /// First-user setup, login/logout, the signed-in user, user administration and CLI tokens.
 struct UsersRoutes {
-    let store: any Store
-    let hasher: PasswordHasher
-    let clock: any WallClock
-    let limiter: LoginRateLimiter
-    let sessions: SessionPolicy
+    let accounts: Accounts
+    var store: any Store { accounts.store }
+    var hasher: PasswordHasher { accounts.hasher }
+    var clock: any WallClock { accounts.clock }
+    var sessions: SessionPolicy { accounts.sessions }
 
     /// Routes any caller may use.
     func addPublicRoutes(to group: RouterGroup<GatewayContext>) {
@@ -37,39 +37,13 @@ struct UsersRoutes {
     private func createFirstUser(_ request: Request, context: GatewayContext) async throws -> EditedResponse<UserResponse> {
         var request = request
         let body = try await request.decodeJSON(CreateUserRequest.self, context: context)
-        try body.validate()
-        // Cheap check first, so a refused request costs no argon2; insertFirstUser re-checks atomically.
-        guard try await store.userCount() == 0 else { throw Self.firstUserExists }
-        let user = User(email: body.email, username: body.username, role: .owner, passwordHash: try await hasher.hash(body.password), createdAt: clock.now)
-        do {
-            try await store.insertFirstUser(user)
-        } catch StoreError.conflict {
-            throw Self.firstUserExists
-        }
-        context.logger.info("Created the first user (owner)", metadata: ["user.id": "\(user.id)"])
-        return EditedResponse(status: .created, response: UserResponse(user))
+        return EditedResponse(status: .created, response: UserResponse(try await accounts.createFirstUser(body, logger: context.logger)))
     }
 
-    private static let firstUserExists = APIError.conflict("The initial user has already been created.")
-
     private func login(_ request: Request, context: GatewayContext) async throws -> Response {
-        guard limiter.allow(context.remoteAddress ?? "unknown") else {
-            throw APIError(
-                .tooManyRequests, "Too many login attempts. Try again later.",
-                headers: [.retryAfter: String(Int(limiter.window))]
-            )
-        }
         var request = request
         let body = try await request.decodeJSON(LoginRequest.self, context: context)
-        let user = try await store.user(email: body.email)
-        // Verify even when the email is unknown (against a decoy), and answer alike: no hint which part was wrong.
-        guard body.password.count <= PasswordHasher.maximumLength,
-            try await hasher.verify(body.password, against: user?.passwordHash), let user
-        else { throw APIError(.unauthorized, "Incorrect email or password.") }
-
-        let (token, key) = sessions.newKey(for: user, type: .password, name: nil, lifetime: sessions.sessionLifetime, now: clock.now)
-        try await store.insertAPIKey(key)
-        context.logger.info("User logged in", metadata: ["user.id": "\(user.id)", "api_key.id": "\(key.id)"])
+        let (token, key) = try await accounts.signIn(email: body.email, password: body.password, from: context.remoteAddress, logger: context.logger)
         var response = try EditedResponse(status: .created, response: LoginResponse(sessionToken: token.value))
             .response(from: request, context: context)
         response.setCookie(sessions.cookie(token.value, expires: key.expiresAt))
@@ -77,7 +51,7 @@ struct UsersRoutes {
     }
 
     private func logout(_ request: Request, context: SignedInContext) async throws -> Response {
-        try await store.deleteAPIKey(id: context.session.key.id)
+        try await accounts.signOut(context.session)
         var response = try MessageResponse(message: "Logged out.").response(from: request, context: context)
         response.setCookie(sessions.expiredCookie())
         return response

@@ -17,12 +17,7 @@ struct WorkspacesRoutes {
     let agentViews: AgentViews
 
     func addSignedInRoutes(to group: RouterGroup<SignedInContext>) {
-        group.get("workspaces") { _, context -> [WorkspaceResponse] in
-            let owned = try await store.workspaces(ownerID: context.user.role == .owner ? nil : context.user.id)
-            var result: [WorkspaceResponse] = []
-            for workspace in owned { result.append(try await WorkspaceResponse.load(workspace, store: store, agentViews: agentViews)) }
-            return result
-        }
+        group.get("workspaces") { _, context -> [WorkspaceResponse] in try await visibleWorkspaces(for: context.user) }
         group.post("workspaces", use: createWorkspace)
         group.get("workspaces/:workspace") { _, context in
             try await WorkspaceResponse.load(try await visibleWorkspace(context), store: store, agentViews: agentViews)
@@ -143,10 +138,25 @@ struct WorkspacesRoutes {
     }
 
     func visibleAgent(_ context: SignedInContext) async throws -> Agent {
-        guard let id = context.parameters.get("agent", as: UUID.self), let agent = try await store.agent(id: id),
-            let workspace = try await store.workspace(id: agent.workspaceID), Self.canSee(workspace, context.user)
+        guard let id = context.parameters.get("agent", as: UUID.self), let found = try await visibleAgent(id: id, for: context.user)
         else { throw APIError.notFound("Agent not found.") }
-        return agent
+        return found.agent
+    }
+
+    /// The agent and its workspace when `user` may see them; nil otherwise (as if it did not exist).
+    func visibleAgent(id: UUID, for user: User) async throws -> (agent: Agent, workspace: Workspace)? {
+        guard let agent = try await store.agent(id: id), let workspace = try await store.workspace(id: agent.workspaceID), Self.canSee(workspace, user)
+        else { return nil }
+        return (agent, workspace)
+    }
+
+    /// The user's own workspaces, or every workspace for the deployment owner, with their agents' state.
+    func visibleWorkspaces(for user: User) async throws -> [WorkspaceResponse] {
+        var result: [WorkspaceResponse] = []
+        for workspace in try await store.workspaces(ownerID: user.role == .owner ? nil : user.id) {
+            result.append(try await WorkspaceResponse.load(workspace, store: store, agentViews: agentViews))
+        }
+        return result
     }
 
     static func canSee(_ workspace: Workspace, _ user: User) -> Bool {

@@ -49,12 +49,16 @@ public struct GatewayConfiguration: Sendable {
     public var disablePathApps: Bool
     /// `--dangerous-allow-path-app-sharing`: path apps follow their sharing level instead of being owner-only.
     public var allowPathAppSharing: Bool
+    /// `--xterm-path`: the directory the web terminal's xterm.js 3.x comes from (Debian's libjs-xterm); served
+    /// under `/assets/xterm/`. A missing directory only disables the terminal page.
+    public var xtermPath: String
 
     public init(
         accessURL: URL, wildcardAccessURL: String? = nil, httpAddress: ListenAddress?, tlsAddress: ListenAddress?,
         tlsCertificateFile: String? = nil, tlsKeyFile: String? = nil, dataDirectory: String,
         prometheusAddress: ListenAddress? = nil, sessionLifetime: TimeInterval = 24 * 3600, loginRateLimit: Int = 10,
-        agentConnectionTimeout: TimeInterval = 120, disablePathApps: Bool = false, allowPathAppSharing: Bool = false
+        agentConnectionTimeout: TimeInterval = 120, disablePathApps: Bool = false, allowPathAppSharing: Bool = false,
+        xtermPath: String = GatewayConfiguration.defaultXtermPath
     ) {
         self.accessURL = accessURL
         self.wildcardAccessURL = wildcardAccessURL
@@ -68,7 +72,11 @@ public struct GatewayConfiguration: Sendable {
         self.loginRateLimit = loginRateLimit
         self.agentConnectionTimeout = agentConnectionTimeout
         (self.disablePathApps, self.allowPathAppSharing) = (disablePathApps, allowPathAppSharing)
+        self.xtermPath = xtermPath
     }
+
+    /// Where Debian's libjs-xterm installs xterm.js.
+    public static let defaultXtermPath = "/usr/share/javascript/xterm"
 
     /// The wildcard host subdomain apps live under, parsed.
     public var appHostname: AppHostname? { wildcardAccessURL.flatMap(AppHostname.init(pattern:)) }

@@ -91,20 +91,25 @@ public enum GatewayRouter {
         if let apps = environment.appProxy { router.add(middleware: apps) }
         router.get("healthz") { _, _ in "OK" }
         if let derp = environment.derp { DERPRoutes(service: derp).addHTTPRoutes(to: router) }
-        LoginPage().addRoutes(to: router)
+        let configuration = environment.configuration
+        let sessions = SessionPolicy(sessionLifetime: configuration.sessionLifetime, secureCookies: configuration.accessURL.scheme == "https")
+        // One Accounts for the API and the dashboard's forms: one login rate limit.
+        let accounts = Accounts(
+            store: environment.store, hasher: environment.hasher, clock: environment.clock,
+            limiter: LoginRateLimiter(limit: configuration.loginRateLimit, clock: environment.clock), sessions: sessions
+        )
+        let workspaces = environment.workspacesRoutes
+        Dashboard(
+            accounts: accounts, workspaces: workspaces, configuration: configuration, derpMap: environment.derpMap,
+            xterm: XtermAssets(directory: configuration.xtermPath, logger: Logger(label: "meshgate.xterm"))
+        ).addRoutes(to: router, authenticator: environment.authenticator)
 
         let api = router.group("api/v2")
         api.add(middleware: SessionMiddleware(authenticator: environment.authenticator))
         api.get("buildinfo") { _, _ in
             BuildInfoResponse(version: BuildInfo.version, accessURL: environment.configuration.accessURL.absoluteString)
         }
-        let configuration = environment.configuration
-        let sessions = SessionPolicy(sessionLifetime: configuration.sessionLifetime, secureCookies: configuration.accessURL.scheme == "https")
-        let users = UsersRoutes(
-            store: environment.store, hasher: environment.hasher, clock: environment.clock,
-            limiter: LoginRateLimiter(limit: configuration.loginRateLimit, clock: environment.clock), sessions: sessions
-        )
-        let workspaces = environment.workspacesRoutes
+        let users = UsersRoutes(accounts: accounts)
         users.addPublicRoutes(to: api)
         workspaces.addAgentRoutes(to: api)
         DERPMapRoutes(provider: environment.derpMap, authenticator: environment.authenticator).addRoutes(to: api)

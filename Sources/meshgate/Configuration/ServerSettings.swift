@@ -43,6 +43,7 @@ struct ServerSettings {
         static let disablePathApps = "disable-path-apps"
         static let allowPathAppSharing = "dangerous-allow-path-app-sharing"
         static let dev = "dev"
+        static let xtermPath = "xterm-path"
         static let derpServerEnable = "derp-server-enable"
         static let derpConfigPath = DERPMapSource.pathOption
         static let derpConfigURL = DERPMapSource.urlOption
@@ -55,7 +56,7 @@ struct ServerSettings {
         static let all: Set<String> = [
             accessURL, wildcardAccessURL, httpAddress, tlsAddress, tlsCertFile, tlsKeyFile, dataDir, logFormat, logLevel,
             prometheusAddress, sessionDuration, loginRateLimit, agentConnectionTimeout, disablePathApps, allowPathAppSharing, dev, derpServerEnable, derpConfigPath, derpConfigURL,
-            derpMeshKey, derpMeshPeers, derpForceWebSockets, derpAcceptRate,
+            derpMeshKey, derpMeshPeers, derpForceWebSockets, derpAcceptRate, xtermPath,
         ]
     }
 
@@ -105,6 +106,11 @@ struct ServerSettings {
         let agentConnectionTimeout = try reader.parse(Option.agentConnectionTimeout, default: 120) { try parseDuration($0) }
         let disablePathApps = try reader.parse(Option.disablePathApps, default: false) { try parseBool($0) }
         let allowPathAppSharing = try reader.parse(Option.allowPathAppSharing, default: false) { try parseBool($0) }
+        // Not checked here: without xterm.js the server still runs, and the terminal page says how to install it.
+        let xtermPath = try reader.parse(Option.xtermPath, default: GatewayConfiguration.defaultXtermPath) { text -> String in
+            guard !text.isEmpty else { throw Reason("must not be empty") }
+            return text
+        }
         let derpServerEnabled = try reader.parse(Option.derpServerEnable, default: true) { try parseBool($0) }
         let derpConfigPath = try reader.parse(Option.derpConfigPath, default: nil) { try parseReadableFile($0) }
         let derpConfigURL = try reader.parse(Option.derpConfigURL, default: nil) { try parseDERPMapURL($0) }
@@ -136,7 +142,7 @@ struct ServerSettings {
                 accessURL: accessURL, wildcardAccessURL: wildcard, httpAddress: httpAddress, tlsAddress: tlsAddress,
                 tlsCertificateFile: certificateFile, tlsKeyFile: keyFile, dataDirectory: dataDir, prometheusAddress: prometheus,
                 sessionLifetime: sessionLifetime, loginRateLimit: loginRateLimit, agentConnectionTimeout: agentConnectionTimeout,
-                disablePathApps: disablePathApps, allowPathAppSharing: allowPathAppSharing
+                disablePathApps: disablePathApps, allowPathAppSharing: allowPathAppSharing, xtermPath: xtermPath
             ),
             logFormat: logFormat, logLevel: logLevel, dev: dev, derpServerEnabled: derpServerEnabled,
             derpConfigPath: derpConfigPath, derpConfigURL: derpConfigURL,

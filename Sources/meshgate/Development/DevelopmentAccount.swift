@@ -31,18 +31,20 @@ struct DevelopmentAccount: Codable {
     }
 
     func printBanner(accessURL: URL, fingerprint: String?, workspace: DevelopmentWorkspace?) {
+        var base = accessURL.absoluteString
+        while base.hasSuffix("/") { base.removeLast() }
         var lines = [
             "",
             "meshgate is running in development mode",
             "  URL:       \(accessURL.absoluteString)",
+            "  Dashboard: \(base)/workspaces",
         ]
         if let fingerprint { lines.append("  TLS:       self-signed, SHA-256 \(fingerprint)") }
         lines += ["  Email:     \(email)", "  Password:  \(password)"]
         if let workspace {
             lines.append("  Workspace: \(DevelopmentWorkspace.workspaceName) (agent \(DevelopmentWorkspace.agentName) \(workspace.agentID), app \(DemoApp.slug))")
-            var base = accessURL.absoluteString
-            while base.hasSuffix("/") { base.removeLast() }
             lines.append("  Demo app:  \(base)\(workspace.appPath)")
+            lines.append("  Terminal:  \(base)/terminal/\(workspace.agentID.uuidString.lowercased())")
         }
         lines.append("")
         // Straight to fd 1, unbuffered: this is for the person at the terminal, not the log.

@@ -1,3 +1,4 @@
+import AppProxy
 import Foundation
 import Gateway
 
@@ -15,7 +16,7 @@ struct DevelopmentWorkspace: Codable {
     let ownerName: String
 
     /// Where the demo app opens (a path app: `--dev` has no wildcard host).
-    var appPath: String { "/@\(ownerName)/\(Self.workspaceName)/apps/\(DemoApp.slug)/" }
+    var appPath: String { AppURL.path(user: ownerName, workspace: Self.workspaceName, agent: nil, slug: DemoApp.slug) }
 
     static func ensure(store: any Store, ownerEmail: String, dataDirectory: String) async throws -> DevelopmentWorkspace {
         guard let owner = try await store.user(email: ownerEmail) else { throw StartupError("the development account \(ownerEmail) is missing") }
