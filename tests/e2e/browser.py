@@ -9,6 +9,7 @@ try:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By  # noqa: F401 (for the test modules)
+    from selenium.webdriver.common.keys import Keys  # noqa: F401
     from selenium.webdriver.support import expected_conditions  # noqa: F401
     from selenium.webdriver.support.ui import WebDriverWait  # noqa: F401
 except ImportError:  # reported as a skip

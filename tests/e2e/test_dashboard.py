@@ -6,7 +6,7 @@ import re
 import pytest
 
 from agent import free_port
-from browser import By, WebDriverWait, chrome, expected_conditions, required, screenshot
+from browser import By, Keys, WebDriverWait, chrome, expected_conditions, required, screenshot
 
 pytestmark = required
 
@@ -118,6 +118,14 @@ def terminal_text(browser):
         "return lines.join('\\n');")
 
 
+def terminal_screen(browser):
+    """The rows the terminal shows now (its viewport), without trailing blanks."""
+    return browser.execute_script(
+        "const t = window.meshgateTerminal, b = t._core.buffer; const rows = [];"
+        "for (let i = b.ydisp; i < b.ydisp + t.rows; i++) rows.push(b.translateBufferLineToString(i, true));"
+        "return rows;")
+
+
 def test_terminal_page_runs_a_shell_and_rejoins_it_after_a_reload(start_server, browser):
     """xterm.js from Debian's packages runs under the page's CSP, sized to its box; the page puts a reconnect id in
     its URL, talks to the agent's shell over the PTY socket, and a reload rejoins the same session."""
@@ -140,8 +148,10 @@ def test_terminal_page_runs_a_shell_and_rejoins_it_after_a_reload(start_server, 
     # The agent may still be connecting: the page keeps retrying until the socket opens.
     wait(browser, lambda b: status(b) == "connected", timeout=40)
 
-    browser.find_element(By.CSS_SELECTOR, "#terminal textarea").send_keys("echo meshgate-$((6*7))\n")
-    wait(browser, lambda b: "meshgate-42" in terminal_text(b).replace("meshgate-$((6*7))", ""))
+    keyboard = lambda b: b.find_element(By.CSS_SELECTOR, "#terminal textarea")  # noqa: E731
+    keyboard(browser).send_keys("echo hello-$RANDOM\n")
+    # The shell's answer, not the echo of the command line: digits only appear in the output.
+    hello = wait(browser, lambda b: re.search(r"^hello-(\d+)\s*$", terminal_text(b), re.M)).group(0).strip()
     screenshot(browser, "dashboard-terminal")
     assert csp_violations(browser) == []
 
@@ -149,7 +159,24 @@ def test_terminal_page_runs_a_shell_and_rejoins_it_after_a_reload(start_server, 
     browser.refresh()
     wait(browser, lambda b: b.execute_script("return !!window.meshgateTerminal") and status(b) == "connected", timeout=30)
     assert browser.current_url.endswith("reconnect=" + reconnect)
-    wait(browser, lambda b: "meshgate-42" in terminal_text(b).replace("meshgate-$((6*7))", ""))
+    wait(browser, lambda b: re.search(rf"^{hello}\s*$", terminal_text(b), re.M))
+
+    # A full-screen program survives a reload: the agent repaints vim's screen from its terminal model, so the page
+    # shows exactly what it showed before, not a replay of escape sequences.
+    keyboard(browser).send_keys("printf 'alpha line %s\\n' one two three > /tmp/meshgate-vim.txt; vim -u NONE -N /tmp/meshgate-vim.txt\n")
+    wait(browser, lambda b: terminal_screen(b)[2].startswith("alpha line three") and terminal_screen(b)[3].startswith("~"))
+    keyboard(browser).send_keys("Gomeshgate was here" + Keys.ESCAPE)  # a modified buffer, cursor on line 4
+    # vim leaves insert mode once its escape timeout has passed: the screen is settled only then.
+    wait(browser, lambda b: "meshgate was here" in terminal_screen(b)[3] and "INSERT" not in terminal_screen(b)[-1])
+    before = terminal_screen(browser)
+    screenshot(browser, "dashboard-terminal-vim")
+    browser.refresh()
+    wait(browser, lambda b: b.execute_script("return !!window.meshgateTerminal") and status(b) == "connected", timeout=30)
+    wait(browser, lambda b: terminal_screen(b) == before, timeout=15)
+    assert before[0].startswith("alpha line one") and before[3].startswith("meshgate was here") and before[4].startswith("~")
+    screenshot(browser, "dashboard-terminal-vim-reloaded")
+    keyboard(browser).send_keys(":q!\n")
+    wait(browser, lambda b: not any(row.startswith("~") for row in terminal_screen(b)))
 
     # The shell's exit ends the session: the page says so and stops reconnecting.
     browser.find_element(By.CSS_SELECTOR, "#terminal textarea").send_keys("exit\n")
