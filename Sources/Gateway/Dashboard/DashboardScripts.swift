@@ -118,10 +118,12 @@ enum DashboardScripts {
           function connect() {
             const scheme = location.protocol === "https:" ? "wss:" : "ws:";
             const query = new URLSearchParams({ reconnect, width: String(term.cols), height: String(term.rows) });
-            const ws = new WebSocket(`${scheme}//${location.host}/api/v2/workspaceagents/${encodeURIComponent(element.dataset.agent)}/pty?${query}`);
+            const path = `/api/v2/workspaceagents/${encodeURIComponent(element.dataset.agent)}/pty?${query}`;
+            const ws = new WebSocket(`${scheme}//${location.host}${path}`);
+            let opened = false;
             ws.binaryType = "arraybuffer";
             decoder = new TextDecoder();  // a half-received character from the old socket is gone
-            ws.onopen = () => { delay = 500; show("connected", "connected"); };
+            ws.onopen = () => { opened = true; delay = 500; show("connected", "connected"); };
             ws.onmessage = (event) => {
               term.write(typeof event.data === "string" ? event.data : decoder.decode(new Uint8Array(event.data), { stream: true }));
             };
@@ -129,8 +131,21 @@ enum DashboardScripts {
               if (socket === ws) socket = null;
               if (event.code === 1000 && event.reason) { show("ended", "session ended: " + event.reason); return; }
               show("reconnecting", "reconnecting…");
-              setTimeout(connect, delay);
-              delay = Math.min(delay * 2, 5000);
+              const retry = () => { setTimeout(connect, delay); delay = Math.min(delay * 2, 5000); };
+              if (opened) { retry(); return; }
+              // A refused handshake hides its status from pages: the same request without the upgrade says why. A
+              // refusal (signed out, not allowed, gone) stops the retries; "needs a WebSocket upgrade" means allowed.
+              fetch(path, { credentials: "same-origin", headers: { Accept: "application/json" } })
+                .then((response) => response.json().then((body) => ({ status: response.status, body })))
+                .then(({ status, body }) => {
+                  const allowed = status === 400 && /WebSocket/.test(body.message || "");
+                  if (!allowed && status >= 400 && status < 500) {
+                    show("refused", (body.message || "refused") + (status === 401 ? " Reload the page to sign in again." : ""));
+                  } else {
+                    retry();
+                  }
+                })
+                .catch(retry);
             };
             socket = ws;
           }

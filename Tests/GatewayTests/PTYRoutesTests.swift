@@ -1,0 +1,41 @@
+import Foundation
+import NIOCore
+import Testing
+import Tunnel
+
+@testable import Gateway
+
+/// The pure parts of the web terminal's socket: whose origin may open it, what a browser message becomes, and
+/// close reasons that fit a close frame.
+struct PTYRoutesTests {
+    @Test(arguments: [
+        ("https://gate.example.com", "https://gate.example.com", true),
+        ("https://GATE.example.com:443", "https://gate.example.com", true),
+        ("http://127.0.0.1:3000", "http://127.0.0.1:3000", true),
+        ("http://127.0.0.1:3001", "http://127.0.0.1:3000", false),
+        ("http://gate.example.com", "https://gate.example.com", false),
+        ("https://evil.example", "https://gate.example.com", false),
+        ("https://app--main--ws--alice.apps.gate.example.com", "https://gate.example.com", false),
+        ("null", "https://gate.example.com", false),
+    ])
+    func origins(origin: String, accessURL: String, allowed: Bool) {
+        #expect(PTYRoutes.isSameOrigin(origin, as: URL(string: accessURL)!) == allowed)
+    }
+
+    @Test func browserMessages() throws {
+        #expect(try PTYBrowserMessage.frames(from: ByteBuffer(string: #"{"data":"ls\r"}"#)) == [.input(ByteBuffer(string: "ls\r"))])
+        #expect(try PTYBrowserMessage.frames(from: ByteBuffer(string: #"{"width":100,"height":30}"#)) == [.resize(width: 100, height: 30)])
+        #expect(try PTYBrowserMessage.frames(from: ByteBuffer(string: #"{"data":"x","width":100,"height":30}"#)).count == 2)
+        #expect(try PTYBrowserMessage.frames(from: ByteBuffer(string: #"{"width":100}"#)).isEmpty, "a resize needs both")
+        #expect(throws: PTYBrowserMessage.Invalid.self) { try PTYBrowserMessage.frames(from: ByteBuffer(string: "not json")) }
+        #expect(throws: PTYBrowserMessage.Invalid.self) { try PTYBrowserMessage.frames(from: ByteBuffer(string: #"{"data":5}"#)) }
+    }
+
+    @Test func closeReasonsFitAFrame() {
+        let long = String(repeating: "é", count: 100)  // 200 bytes
+        let reason = PTYRoutes.closeReason(long)
+        #expect(reason.utf8.count <= 123)
+        #expect(reason.utf8.count == 122, "cut on a character boundary")
+        #expect(PTYRoutes.closeReason("process exited with code 0") == "process exited with code 0")
+    }
+}
