@@ -201,6 +201,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),  // ByteToMessageDecoderVerifier for the DERP codec
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),  // results seen from future callbacks
                 .product(name: "NIOHTTP1", package: "swift-nio"),  // HTTP/1.1 over a mesh stream
                 .product(name: "Crypto", package: "swift-crypto"),  // incremental SHA-256 of stream contents
                 "MeshgateTesting",  // the impairment relay between two nodes

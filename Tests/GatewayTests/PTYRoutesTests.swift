@@ -31,6 +31,14 @@ struct PTYRoutesTests {
         #expect(throws: PTYBrowserMessage.Invalid.self) { try PTYBrowserMessage.frames(from: ByteBuffer(string: #"{"data":5}"#)) }
     }
 
+    @Test func commandIsFormDecoded() {
+        #expect(PTYRoutes.formValue("command", in: "reconnect=x&command=stty+-icanon%20%26%26+cat") == "stty -icanon && cat")
+        #expect(PTYRoutes.formValue("command", in: "command=a%2Bb") == "a+b")
+        #expect(PTYRoutes.formValue("command", in: "command=") == "")
+        #expect(PTYRoutes.formValue("command", in: "commander=x") == nil)
+        #expect(PTYRoutes.formValue("command", in: nil) == nil)
+    }
+
     @Test func closeReasonsFitAFrame() {
         let long = String(repeating: "é", count: 100)  // 200 bytes
         let reason = PTYRoutes.closeReason(long)

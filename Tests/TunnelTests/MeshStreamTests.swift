@@ -1,4 +1,5 @@
 import NIOCore
+import NIOConcurrencyHelpers
 import NIOEmbedded
 import Testing
 @testable import Tunnel
@@ -78,8 +79,7 @@ import Testing
         #expect(pair.dropped > 0)
     }
 
-    /// More streams over time than the concurrent limit: MAX_STREAMS keeps raising it as streams finish, and
-    /// opening past the limit at once fails with `.tooManyStreams` instead of queueing without bound.
+    /// More streams over time than the concurrent limit: MAX_STREAMS keeps raising it as streams finish.
     @Test func streamLimitRisesAsStreamsFinish() throws {
         var parameters = MeshStreamTransport.Parameters()
         parameters.maxConcurrentStreams = 16
@@ -98,7 +98,58 @@ import Testing
             // Wait for the peer's MAX_STREAMS before the next round.
             #expect(pair.run(for: .seconds(1)) { pair.a.connections.values.first?.localStreamLimit == UInt64(16 * (round + 2)) })
         }
-        for _ in 0..<16 { _ = try pair.open(.tcp(port: 1)) }
-        #expect(throws: MeshStreamError.tooManyStreams) { _ = try pair.open(.tcp(port: 1)) }
+    }
+
+    /// Opening past the peer's limit waits for it to rise, in order, up to a bound past which it fails at once;
+    /// closing the connection fails whatever still waits.
+    @Test func opensPastTheLimitWaitForIt() throws {
+        var parameters = MeshStreamTransport.Parameters()
+        parameters.maxConcurrentStreams = 16
+        let pair = StreamLinkPair(parameters: parameters)
+        _ = echoing(pair)
+        let open = (0..<16).map { _ in try? pair.open(.tcp(port: 1)) }.compactMap { $0 }
+        #expect(open.count == 16)
+        let recorder = StreamRecorder()
+        let waiting = pair.a.openStream(to: pair.keyB.publicKey, service: .tcp(port: 1)) { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandler(recorder)
+                return channel
+            }
+        }
+        let opened = NIOLockedValueBox(false)
+        waiting.whenSuccess { _ in opened.withLockedValue { $0 = true } }
+        pair.run(for: .seconds(1))
+        #expect(!opened.withLockedValue { $0 }, "the 17th stream waits while 16 are open")
+
+        for (stream, _) in open {
+            stream.writeAndFlush(ByteBuffer(string: "done"), promise: nil)
+            stream.close(mode: .output, promise: nil)
+        }
+        #expect(pair.run(for: .seconds(5)) { opened.withLockedValue { $0 } }, "it opens once the peer raises the limit")
+        let stream = try waiting.wait()
+        stream.writeAndFlush(ByteBuffer(string: "late"), promise: nil)
+        stream.close(mode: .output, promise: nil)
+        #expect(pair.run(for: .seconds(5)) { recorder.inactive })
+        #expect(recorder.received == ByteBuffer(string: "late"))
+
+        // Fill the limit again, then the waiting room: one more fails at once.
+        let connection = try #require(pair.a.connections.values.first)
+        let opener = { pair.a.openStream(to: pair.keyB.publicKey, service: .tcp(port: 1)) { $0.eventLoop.makeSucceededFuture($0) } }
+        // The peer may still raise the limit for the streams that just finished: open until it stays put.
+        for _ in 0..<10 where connection.openedLocal < connection.localStreamLimit {
+            for _ in connection.openedLocal..<connection.localStreamLimit { _ = opener() }
+            pair.run(for: .milliseconds(50))
+        }
+        try #require(connection.openedLocal == connection.localStreamLimit)
+        let queued = (0..<MeshConnection.maxWaitingOpens).map { _ in opener() }
+        pair.run(for: .milliseconds(10))
+        let overflow = NIOLockedValueBox<(any Error)?>(nil)
+        opener().whenFailure { error in overflow.withLockedValue { $0 = error } }
+        #expect(overflow.withLockedValue { $0 } as? MeshStreamError == .tooManyStreams, "failed at once, not queued")
+        let failures = NIOLockedValueBox(0)
+        for future in queued { future.whenFailure { _ in failures.withLockedValue { $0 += 1 } } }
+        pair.a.closeAll(reason: "test over")
+        pair.run(for: .milliseconds(10))
+        #expect(failures.withLockedValue { $0 } == MeshConnection.maxWaitingOpens, "closing fails every waiting open")
     }
 }

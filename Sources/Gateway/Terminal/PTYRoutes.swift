@@ -73,7 +73,7 @@ struct PTYRoutes {
             guard let value = Int(text) else { return .failure(.badRequest("Query parameter \(name) must be a number of cells.")) }
             size[keyPath: keyPath] = value
         }
-        let attach = PTYAttach(id: reconnect, width: size.width, height: size.height, command: query.get("command").map { String($0) } ?? "")
+        let attach = PTYAttach(id: reconnect, width: size.width, height: size.height, command: Self.formValue("command", in: request.uri.query) ?? "")
         if let problem = attach.problem { return .failure(.badRequest("Invalid terminal request.", detail: problem)) }
         return .success(Terminal(agentID: agent.id, attach: attach))
     }
@@ -120,6 +120,17 @@ struct PTYRoutes {
             // 1011: the page retries with the same id, which rejoins the session once the agent is back.
             try? await outbound.close(.unexpectedServerError, reason: Self.closeReason("agent unreachable: \(error)"))
         }
+    }
+
+    /// A query value as a form encodes it: browsers' `URLSearchParams` sends a space as `+`, which plain URL
+    /// decoding keeps, and a command is full of spaces.
+    static func formValue(_ name: String, in query: String?) -> String? {
+        for pair in (query ?? "").split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts.first?.replacingOccurrences(of: "+", with: " ").removingPercentEncoding == name else { continue }
+            return parts.count > 1 ? parts[1].replacingOccurrences(of: "+", with: " ").removingPercentEncoding : ""
+        }
+        return nil
     }
 
     /// Close reasons are at most 123 bytes (RFC 6455 §5.5); cut on a character boundary.

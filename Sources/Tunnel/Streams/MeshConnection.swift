@@ -72,6 +72,12 @@ final class MeshConnection: @unchecked Sendable {
     let localParity: UInt64
     var openedLocal: UInt64 = 0
     var localStreamLimit: UInt64
+    /// Opens past the peer's MAX_STREAMS, in order: each runs (nil) once the peer raises the limit, or fails with
+    /// the connection's error. A burst of requests (640 HTTP/2 streams to one app) waits instead of failing.
+    private var waitingOpens = CircularBuffer<(MeshStreamError?) -> Void>()
+    /// Beyond this many waiting opens the next one fails at once: a peer that never raises its limit must not
+    /// collect unbounded work.
+    static let maxWaitingOpens = 4096
     var openedByPeer: UInt64 = 0
     var peerStreamLimit: UInt64
     var maxStreamsPending = false
@@ -123,7 +129,18 @@ final class MeshConnection: @unchecked Sendable {
 
     func openStream<Output: Sendable>(service: MeshService, initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Output>) -> EventLoopFuture<Output> {
         if let closedWith { return eventLoop.makeFailedFuture(closedWith) }
-        guard openedLocal < localStreamLimit else { return eventLoop.makeFailedFuture(MeshStreamError.tooManyStreams) }
+        guard openedLocal < localStreamLimit else {
+            guard waitingOpens.count < Self.maxWaitingOpens else { return eventLoop.makeFailedFuture(MeshStreamError.tooManyStreams) }
+            let promise = eventLoop.makePromise(of: Output.self)
+            waitingOpens.append { [unowned self] error in
+                if let error {
+                    promise.fail(error)
+                } else {
+                    openStream(service: service, initializer: initializer).cascade(to: promise)
+                }
+            }
+            return promise.futureResult
+        }
         let id = openedLocal << 2 | localParity
         openedLocal += 1
         let stream = MeshStreamChannel(id: id, role: .opener, service: service, connection: self, parameters: parameters)
@@ -241,6 +258,7 @@ final class MeshConnection: @unchecked Sendable {
             try stream(id)?.creditRaised(to: limit)
         case .maxStreams(let count):
             localStreamLimit = max(localStreamLimit, count)
+            while openedLocal < localStreamLimit, let next = waitingOpens.popFirst() { next(nil) }
         }
     }
 
@@ -376,6 +394,7 @@ final class MeshConnection: @unchecked Sendable {
         streams = [:]
         _ = loss.removeAll()
         for stream in open { stream.connectionEnded(error) }
+        while let next = waitingOpens.popFirst() { next(error) }
         owner.connectionClosed(self)
     }
 }
