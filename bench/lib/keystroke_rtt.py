@@ -52,8 +52,9 @@ def log(message: str) -> None:
     print(f"keystroke_rtt: {message}", file=sys.stderr, flush=True)
 
 
-def report(name: str, samples_ms: list, stray: int) -> None:
+def report(name: str, samples_ms: list, stray: int, open_ms: float) -> None:
     samples = sorted(samples_ms)
+    print(f"result name={name}_open value={open_ms:.1f} unit=ms", flush=True)
     for label, value in [("p50", percentile(samples, 0.50)), ("p90", percentile(samples, 0.90)),
                          ("p99", percentile(samples, 0.99)), ("max", samples[-1]), ("mean", sum(samples) / len(samples))]:
         print(f"result name={name}_{label} value={value:.3f} unit=ms", flush=True)
@@ -71,10 +72,12 @@ async def wait_for_marker(chunks: asyncio.Queue) -> None:
         sys.exit(f"keystroke_rtt: the terminal did not start within {TIMEOUT} s; it printed {seen[-200:]!r}")
 
 
-async def measure(send, chunks: asyncio.Queue, count: int, warmup: int, ready=lambda: None) -> tuple:
+async def measure(send, chunks: asyncio.Queue, count: int, warmup: int, opened: int, ready=lambda: None) -> tuple:
     """The loop every mode runs: `await send(byte)` writes one keystroke, `chunks` yields what comes back;
-    `ready()` is called once the terminal is up, before the first keystroke."""
+    `ready()` is called once the terminal is up, before the first keystroke. Returns the samples (ms), the stray
+    bytes and the time (ms) from `opened` (perf_counter_ns as the client began to connect) to the ready line."""
     await wait_for_marker(chunks)
+    open_ms = (time.perf_counter_ns() - opened) / 1e6
     ready()
     samples, stray = [], 0
     for index in range(warmup + count):
@@ -95,7 +98,7 @@ async def measure(send, chunks: asyncio.Queue, count: int, warmup: int, ready=la
         if index >= warmup:
             samples.append((end - start) / 1e6)
             stray += len(chunk) - 1
-    return samples, stray
+    return samples, stray, open_ms
 
 
 def measure_ssh(arguments) -> None:
@@ -103,6 +106,7 @@ def measure_ssh(arguments) -> None:
             "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
             "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", f"{arguments.user}@{arguments.host}", COMMAND]
     # Forked before the event loop exists; the child gets the PTY as its controlling terminal, like a shell's.
+    opened = time.perf_counter_ns()
     pid, fd = pty.fork()
     if pid == 0:
         fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))  # ssh passes it on
@@ -125,15 +129,15 @@ def measure_ssh(arguments) -> None:
             os.write(fd, key)
 
         asyncio.get_running_loop().add_reader(fd, readable)
-        return await measure(send, chunks, arguments.count, arguments.warmup)
+        return await measure(send, chunks, arguments.count, arguments.warmup, opened)
 
     try:
-        samples, stray = asyncio.run(drive())
+        samples, stray, open_ms = asyncio.run(drive())
     finally:
         os.kill(pid, signal.SIGTERM)
         os.waitpid(pid, 0)
         os.close(fd)
-    report("ssh", samples, stray)
+    report("ssh", samples, stray, open_ms)
 
 
 class Gateway:
@@ -193,6 +197,7 @@ def measure_meshgate(arguments) -> None:
     gateway = Gateway(arguments)
 
     async def drive() -> tuple:
+        opened = time.perf_counter_ns()
         headers = {"Cookie": f"meshgate_session_token={gateway.token}", "Origin": gateway.origin}
         # No keepalive pings: a browser sends none, and one in the middle of a keystroke would be timed.
         async with websockets.connect(gateway.terminal_url(gateway.base), ssl=gateway.context, extra_headers=headers,
@@ -211,13 +216,13 @@ def measure_meshgate(arguments) -> None:
                 await socket.send(json.dumps({"data": key.decode()}))  # a text message, as the page sends it
 
             receiver = asyncio.create_task(receive())
-            sample = await measure(send, chunks, arguments.count, arguments.warmup, lambda: gateway.report_path("before"))
+            sample = await measure(send, chunks, arguments.count, arguments.warmup, opened, lambda: gateway.report_path("before"))
             gateway.report_path("after")  # the socket still open
             receiver.cancel()
             return sample
 
-    samples, stray = asyncio.run(drive())
-    report("meshgate", samples, stray)
+    samples, stray, open_ms = asyncio.run(drive())
+    report("meshgate", samples, stray, open_ms)
 
 
 # The same loop in the page: keystrokes, marker and timeout as above; the echo is looked for in the bytes of each
@@ -226,7 +231,8 @@ BROWSER_LOOP = """
 const [url, alphabet, marker, count, warmup, timeout, done] = arguments;
 const socket = new WebSocket(url);
 socket.binaryType = "arraybuffer";
-let waiter = null, seen = "", ready = false;
+const opened = performance.now();
+let waiter = null, seen = "", ready = false, openMs = 0;
 const fail = (why) => { try { socket.close(); } catch (e) {} done({error: why}); };
 socket.onerror = () => fail("socket error");
 socket.onclose = (event) => fail(`socket closed: ${event.code} ${event.reason}`);
@@ -235,7 +241,7 @@ socket.onmessage = (event) => {
   const bytes = new Uint8Array(event.data);
   if (!ready) {
     seen = (seen + String.fromCharCode(...bytes)).slice(-4096);
-    if (seen.includes(marker)) { ready = true; run(); }
+    if (seen.includes(marker)) { ready = true; openMs = at - opened; run(); }
     return;
   }
   if (waiter) waiter(bytes, at);
@@ -259,7 +265,7 @@ async function run() {
   }
   socket.onclose = null;
   socket.close();
-  done({samples, stray});
+  done({samples, stray, openMs});
 }
 """
 
@@ -288,7 +294,7 @@ def measure_browser(arguments) -> None:
     if "error" in outcome:
         sys.exit(f"keystroke_rtt: browser: {outcome['error']}")
     print(f"result name=browser_version value={version} unit=version", flush=True)
-    report("browser", outcome["samples"], outcome["stray"])
+    report("browser", outcome["samples"], outcome["stray"], outcome["openMs"])
 
 
 def options(parser) -> None:

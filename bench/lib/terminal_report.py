@@ -30,8 +30,10 @@ def main() -> None:
     stray_line = ("Bytes other than the echo that arrived while timing: " + ", ".join(stray) + "."
                   if stray else "No byte other than the echoes arrived while timing.")
     rtt = {when: r.get(f"meshgate_mesh_rtt_{when}") for when in ("before", "after")}
-    rtt_text = (f" (the gateway's measured mesh round trip: {rtt['before']:.2f} ms before, {rtt['after']:.2f} ms after)"
-                if None not in rtt.values() else "")
+    rtt_text = (f"; the API's round trip for it (the mesh-stream connection's smoothed RTT): {rtt['before']:.2f} ms "
+                f"once the terminal was up, {rtt['after']:.2f} ms after the run" if None not in rtt.values() else "")
+    short = {"meshgate": "meshgate (websockets)", "browser": "meshgate (Chromium)", "ssh": "ssh"}
+    opens = ", ".join(f"{short[key]} {r[key + '_open']:.0f} ms" for key, _ in rows if key + "_open" in r)
     browser = (f"\n- **headless Chromium**: the same loop in a page of the gateway's origin holding the session cookie "
                f"(Chromium {r['browser_version']}, Selenium), timed with `performance.now()` (coarsened by Chromium "
                f"to 0.1 ms outside cross-origin isolation)." if "browser_p50" in r else "")
@@ -51,8 +53,8 @@ meshgate{", the browser" if "browser_p50" in r else ""}.
   self-signed certificate, 127.0.0.1) → the mesh → its `meshgate agent` child → PTY, on
   `/api/v2/workspaceagents/{{id}}/pty` with the session cookie and the access URL's Origin, each keystroke as
   the page sends it (a text message `{{"data": "a"}}`), the echo back in a binary message. The gateway's path
-  to the agent: **{r.get('meshgate_path_before', '?')}** before the run, **{r.get('meshgate_path_after', '?')}**
-  after{rtt_text}.{browser}
+  to the agent: **{r.get('meshgate_path_before', '?')}** once the terminal was up,
+  **{r.get('meshgate_path_after', '?')}** after the run{rtt_text}.{browser}
 - **anchor, ssh**: `ssh -tt` (OpenSSH client, default cipher, `-F /dev/null`) to a private `sshd` on 127.0.0.1
   (its own host key and authorized_keys, no PAM), driven through a local PTY as a person's terminal would: the
   time runs from writing the byte to the ssh client's PTY to reading the echo there.
@@ -62,6 +64,8 @@ Machine: {machine}.
 {chr(10).join(table)}
 
 {stray_line} Ratios divide meshgate's percentile by ssh's from the same run: above 1× is slower.
+Time from starting to connect to the command's first output (a fresh session; not in the table, and one
+sample each): {opens}.
 
 Limits: the client, the gateway, the agent, sshd and the PTYs share the machine's two cores, and nothing here
 crosses a real network, so this measures per-keystroke processing cost, not what a person far from the gateway
