@@ -20,8 +20,11 @@ TEST_PACKAGES := $(RUN_PACKAGES) curl openssl python3 python3-pytest python3-web
 	wireguard-go wireguard-tools iproute2 iputils-ping util-linux nftables chromium chromium-driver python3-selenium \
 	python3-pyte
 # iperf3, wireguard-go, wg, iproute2 and ping: the kernel-TCP anchor over wireguard-go in network namespaces.
+# openssh-server, openssh-client, python3-websockets, chromium, chromium-driver and python3-selenium: the web
+# terminal's keystroke latency against ssh (bench/terminal.sh).
 BENCH_PACKAGES := $(RUN_PACKAGES) curl openssl wrk nghttp2-client nginx-light python3 \
-	iperf3 wireguard-go wireguard-tools iproute2 iputils-ping
+	iperf3 wireguard-go wireguard-tools iproute2 iputils-ping \
+	openssh-server openssh-client python3-websockets chromium chromium-driver python3-selenium
 
 # Installs the listed Debian packages that are not installed yet (apt-get update only when needed).
 define apt_install
@@ -33,7 +36,7 @@ define apt_install
 	fi
 endef
 
-.PHONY: run test bench bench-streams bench-tls bench-wireguard bench-derp bench-kernel-tcp bench-apps vectors deps-run deps-test deps-bench build swift-check clean
+.PHONY: run test bench bench-streams bench-tls bench-wireguard bench-derp bench-kernel-tcp bench-apps bench-terminal vectors deps-run deps-test deps-bench build swift-check clean
 
 swift-check:
 	@command -v swift >/dev/null || { echo "swift not found: install Swift 6.x (https://swift.org/install) and put it on PATH"; exit 1; }
@@ -60,7 +63,7 @@ test: deps-test
 	swift test --no-parallel
 	MESHGATE_BIN=$(CURDIR)/.build/debug/meshgate $(PYTHON) -m pytest -q -c tests/e2e/pytest.ini tests/e2e
 
-bench: bench-tls bench-wireguard bench-derp bench-streams bench-apps
+bench: bench-tls bench-wireguard bench-derp bench-streams bench-apps bench-terminal
 
 bench-tls: deps-bench
 	bash bench/tls-front.sh
@@ -81,6 +84,10 @@ bench-kernel-tcp: deps-bench
 # Needs root: the app, nginx and meshgate's agent run in network namespaces joined by wireguard-go or a veth.
 bench-apps: deps-bench
 	bash bench/apps.sh
+
+# Needs root: a private sshd as the anchor, and the keystrokes run as root on both sides.
+bench-terminal: deps-bench
+	bash bench/terminal.sh
 
 # Regenerates the checked-in known-answer vectors with independent implementations (PyPI noiseprotocol).
 .venv/bin/python:

@@ -20,6 +20,8 @@
 # H2_STREAMS and WRK_THREADS override the defaults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/machine.sh
+source bench/lib/machine.sh
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 CONNECTIONS=${CONNECTIONS:-16 64}
@@ -282,7 +284,7 @@ done
 if [ "$ANCHORS_ONLY" != 1 ]; then result meshgate_path_after "$(meshgate_path)" kind; fi
 
 version() { "$@" 2>&1 | head -1 || true; }
-machine="$(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); $(version nginx -v); $(version wrk -v | cut -d' ' -f1-2); h2load $(h2load --version | awk '{print $2}'); wireguard-go $(dpkg-query -W -f='${Version}' wireguard-go 2>/dev/null); meshgate $(git rev-parse --short HEAD); run on $(date -u +%Y-%m-%d), load average $load at the start"
+machine="$(bench_machine); $(version nginx -v); $(version wrk -v | cut -d' ' -f1-2); h2load $(h2load --version | awk '{print $2}'); wireguard-go $(dpkg-query -W -f='${Version}' wireguard-go 2>/dev/null); meshgate $(git rev-parse --short HEAD); run on $(date -u +%Y-%m-%d), load average $load at the start"
 section=$("$PYTHON" bench/lib/apps_report.py "$RESULTS" "$machine" "$command_line" "$DURATION" "$WARMUP" "$H2_STREAMS" "$WRK_THREADS")
 "$PYTHON" bench/lib/replace_section.py "Workspace apps" "$section"
 echo "== BENCHMARKS.md updated"

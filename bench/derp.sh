@@ -6,6 +6,8 @@
 # DERP section). Usage: bash bench/derp.sh (or make bench-derp); RUN_SECONDS, PAIRS, IDLE_CLIENTS override.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/machine.sh
+source bench/lib/machine.sh
 RUN_SECONDS=${RUN_SECONDS:-10}
 PAIRS=${PAIRS:-100}
 IDLE_CLIENTS=${IDLE_CLIENTS:-1000}
@@ -43,7 +45,7 @@ result=$(.build/release/meshgate-bench derp --url "https://$address/derp" --pin 
 echo "$result"
 kill -0 "$server_pid" || { echo "meshgate died during the run:" >&2; cat "$work/meshgate.log" >&2; exit 1; }
 
-machine="$(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); $(swift --version 2>/dev/null | head -1); run on $(date -u +%Y-%m-%d), load average $load at the start"
+machine="$(bench_machine); $(swift --version 2>/dev/null | head -1); run on $(date -u +%Y-%m-%d), load average $load at the start"
 section=$(/usr/bin/python3 - "$result" "$machine" <<'PY'
 import json, sys
 r, machine = json.loads(sys.argv[1]), sys.argv[2]

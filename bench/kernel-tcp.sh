@@ -15,6 +15,8 @@
 # BULK_SECONDS, IMPAIRED_BULK_SECONDS, RR_COUNT, IMPAIRED_RR_COUNT, IMPAIRMENT and CONGESTION override.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/machine.sh
+source bench/lib/machine.sh
 BULK_SECONDS=${BULK_SECONDS:-10}
 IMPAIRED_BULK_SECONDS=${IMPAIRED_BULK_SECONDS:-20}
 RR_COUNT=${RR_COUNT:-2000}
@@ -154,7 +156,7 @@ for direction in forward backward; do
     'BEGIN { printf "%.2f", 100 * l / r }')" %
 done
 
-machine="$(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); $(swift --version 2>/dev/null | head -1); $(iperf3 --version | head -1); wireguard-go $(dpkg-query -W -f='${Version}' wireguard-go 2>/dev/null); default TCP congestion control $(cat /proc/sys/net/ipv4/tcp_congestion_control); run on $(date -u +%Y-%m-%d), load average $load at the start"
+machine="$(bench_machine); $(swift --version 2>/dev/null | head -1); $(iperf3 --version | head -1); wireguard-go $(dpkg-query -W -f='${Version}' wireguard-go 2>/dev/null); default TCP congestion control $(cat /proc/sys/net/ipv4/tcp_congestion_control); run on $(date -u +%Y-%m-%d), load average $load at the start"
 section=$("$PYTHON" bench/lib/kernel_tcp_report.py "$RESULTS" "$machine" "${IMPAIRMENT[*]}" "$CONGESTION" "$BULK_SECONDS" "$IMPAIRED_BULK_SECONDS")
 "$PYTHON" bench/lib/replace_section.py "Kernel TCP over wireguard-go" "$section"
 echo "== BENCHMARKS.md updated"

@@ -5,20 +5,10 @@
 
 import sys
 
+from results import read
+
 TARGETS = (("direct", "A: nginx direct"), ("wireguard", "B: nginx over wireguard-go"), ("meshgate", "meshgate"))
 FILES = (("small", "1 KiB"), ("large", "1 MiB"))
-
-
-def read(path: str) -> dict:
-    r = {}
-    for line in open(path):
-        if line.startswith("result "):
-            fields = dict(part.split("=", 1) for part in line.split()[1:])
-            try:
-                r[fields["name"]] = float(fields["value"])
-            except ValueError:
-                r[fields["name"]] = fields["value"]  # the mesh path's kind
-    return r
 
 
 def main() -> None:

@@ -5,15 +5,13 @@
 
 import sys
 
+from results import read
+
 
 def main() -> None:
     path, machine, impairment, congestion, bulk_seconds, impaired_seconds = sys.argv[1:7]
     algorithms = congestion.split()
-    r = {}
-    for line in open(path):
-        if line.startswith("result "):
-            fields = dict(part.split("=", 1) for part in line.split()[1:])
-            r[fields["name"]] = float(fields["value"])
+    r = read(path)
 
     def bulk(path: str) -> str:
         return " | ".join(f"{r[f'{path}_{a}_throughput']:.1f} Mbit/s ({r[f'{path}_{a}_retransmits']:.0f} retransmits)"

@@ -9,12 +9,12 @@ and `result name=NAME_round_trips value=COUNT unit=count`. Figures include Pytho
 a few microseconds, which is far below any figure through a WireGuard tunnel.
 """
 
-import math
 import socket
 import sys
 import time
 
 from bench_cli import run
+from results import percentile
 
 
 def receive_exactly(connection: socket.socket, size: int) -> bytes:
@@ -44,11 +44,6 @@ def serve(arguments) -> None:
         connection.sendall(response)
     connection.close()
     listener.close()
-
-
-def percentile(sorted_values: list, fraction: float) -> float:
-    """Nearest-rank percentile of an ascending list."""
-    return sorted_values[max(1, math.ceil(fraction * len(sorted_values))) - 1]
 
 
 def client(arguments) -> None:
