@@ -132,7 +132,9 @@ public final class AgentRuntime: Sendable {
                 case .node(let peer):
                     guard let address = peer.addresses.first?.address else { continue }
                     try? await node.ensurePeer(MeshPeer(key: peer.key, address: address, homeRegion: peer.homeRegion == 0 ? nil : peer.homeRegion))
-                    peers.withLock { _ = $0.insert(peer.key) }
+                    // A new peer (the gateway opening its first stream here) already sent its handshake, which was
+                    // dropped while this agent did not know it yet; WireGuard would retry only after 5 s.
+                    if peers.withLock({ $0.insert(peer.key).inserted }) { try? await node.forceHandshake(with: peer.key) }
                     logger.debug("peer updated", metadata: ["mesh.peer": "\(peer.key.shortForm)", "mesh.address": "\(address)"])
                 case .lost:
                     break  // keep its session: it is expected back
