@@ -47,3 +47,13 @@ struct PTYRoutesTests {
         #expect(PTYRoutes.closeReason("process exited with code 0") == "process exited with code 0")
     }
 }
+
+/// The request log keeps the query but never a secret riding in it.
+struct RequestLogRedactionTests {
+    @Test func appKeyIsRedacted() {
+        #expect(RequestLogMiddleware<GatewayContext>.redacted(path: "/", query: "meshgate_app_key=sealed.secret&x=1") == "/?meshgate_app_key=REDACTED&x=1")
+        #expect(RequestLogMiddleware<GatewayContext>.redacted(path: "/a", query: "x=1&meshgate%5Fapp%5Fkey=s") == "/a?x=1&meshgate_app_key=REDACTED")
+        #expect(RequestLogMiddleware<GatewayContext>.redacted(path: "/a", query: "reconnect=abc&width=80") == "/a?reconnect=abc&width=80")
+        #expect(RequestLogMiddleware<GatewayContext>.redacted(path: "/a", query: nil) == "/a")
+    }
+}

@@ -104,6 +104,10 @@ def test_cross_domain_login_and_signed_token(deployment):
     # The app host swaps it for its own cookie and strips it from the URL.
     status, response, _ = d.request("GET", f"{back.path}?{back.query}", host=host)
     assert status == 303 and "meshgate_app_key" not in response.getheader("Location")
+    sealed = urllib.parse.parse_qs(back.query)["meshgate_app_key"][0]
+    logged = [record for record in d.server.log_lines if sealed in json.dumps(record)]
+    assert not logged, "the sealed key never reaches the request log"
+    assert any("meshgate_app_key=REDACTED" in json.dumps(record) for record in d.server.log_lines), "the request was logged"
     app_session = next(c for c in set_cookies(response) if c.startswith("meshgate_session_token="))
     cookie = app_session.split(";")[0].split("=", 1)[1]
     status, response, body = d.request("GET", "/headers?a=1", host=host, cookies={"meshgate_session_token": cookie})

@@ -84,7 +84,7 @@ public struct GatewayEnvironment: Sendable {
 public enum GatewayRouter {
     public static func http(_ environment: GatewayEnvironment, requestLogLevel: Logger.Level = .info) -> Router<GatewayContext> {
         let router = Router(context: GatewayContext.self)
-        router.add(middleware: LogRequestsMiddleware(requestLogLevel))
+        router.add(middleware: RequestLogMiddleware(level: requestLogLevel))
         router.add(middleware: MetricsMiddleware())
         router.add(middleware: APIErrorMiddleware())
         // Apps first: a subdomain app's host or a /@user/… path is never the API's.
