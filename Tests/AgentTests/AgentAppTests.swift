@@ -25,6 +25,20 @@ import Yams
         let defaults = try AgentApp(flag: "web=https://localhost:3000,health=http://127.0.0.1:9/ready,subdomain=false")
         #expect(defaults.healthCheck == AgentApp.HealthCheck(url: URL(string: "http://127.0.0.1:9/ready")!, interval: .seconds(5), threshold: 3))
         #expect(!defaults.subdomain)
+        #expect(defaults.cors == .simple)
+    }
+
+    /// `cors=passthru` hands CORS to the app; the report carries it only then, so older servers see no change.
+    @Test func corsBehavior() throws {
+        let app = try AgentApp(flag: "api=http://127.0.0.1:9000,subdomain,cors=passthru")
+        #expect(app.cors == .passthru)
+        #expect(AgentAppReport(app: app, health: .disabled).cors == .passthru)
+        #expect(AgentAppReport(app: try AgentApp(flag: "web=http://127.0.0.1:9000,cors=SIMPLE"), health: .disabled).cors == nil)
+        #expect(throws: AgentAppError(app: "api", field: .cors, value: "open", reason: "must be one of: simple, passthru")) {
+            try AgentApp(flag: "api=http://127.0.0.1:9000,cors=open")
+        }
+        let yaml = try YAMLDecoder().decode([AgentApp].self, from: "- {slug: api, url: 'http://127.0.0.1:9000', cors: passthru}")
+        #expect(yaml.first?.cors == .passthru)
     }
 
     @Test(arguments: ["a", "code", "vs-code", "a1-b2-c3", "x8080", String(repeating: "a", count: 32)])

@@ -2,6 +2,7 @@
 import Foundation
 import MeshgateTesting
 import Testing
+import Tunnel
 
 /// Fixtures shared by the token, cookie and app-connect tests.
 enum TokenFixtures {
@@ -50,6 +51,13 @@ enum TokenFixtures {
             #expect(AppTokenJWS.keySequence(of: text) == 2)
             #expect(keyring.verify(text, now: F.t0 + 59, for: request) == token)
         }
+        // An app that answers CORS itself says so in the token (the fast path has no store); simple ones leave the
+        // claim out, which is why the known vector above did not change.
+        var passthru = F.token
+        passthru.upstream.cors = .passthru
+        let text = try keyring.sign(passthru)
+        #expect(keyring.verify(text, now: F.t0, for: F.pathRequest)?.upstream.cors == .passthru)
+        #expect(String(decoding: Base64URL.decode(text.split(separator: ".")[1])!, as: UTF8.self).contains(#""cors":"passthru""#))
     }
 
     @Test func expiredTokensAndKeysAreRefused() throws {

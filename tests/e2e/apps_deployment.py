@@ -57,7 +57,7 @@ class Deployment:
         assert self.page_app.stdout.readline().strip() == "ready"
         page = f"http://127.0.0.1:{self.page_port}"
         apps = [f"code={base},share=owner", f"pub={base},share=public,subdomain", f"auth={base},share=authenticated,subdomain",
-                f"mine={base},share=owner,subdomain", f"ws=http://127.0.0.1:{self.app_port + 1},subdomain",
+                f"mine={base},share=owner,subdomain", f"passthru={base},share=owner,subdomain,cors=passthru", f"ws=http://127.0.0.1:{self.app_port + 1},subdomain",
                 f"wspage={page}", f"wssub={page},subdomain"]
         self.agent = AgentProcess(self.access, agent_token, [arg for app in apps for arg in ("--app", app)])
         wait_status(self.api, self.agent_id, "connected")

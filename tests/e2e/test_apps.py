@@ -148,3 +148,34 @@ def test_websocket_echo_through_a_subdomain_app(deployment):
             assert await asyncio.wait_for(socket.recv(), 20) == blob
 
     asyncio.run(scenario())
+
+
+def sign_in_to_app_host(d, host):
+    """The cross-domain login, step by step as a browser follows it: the app host's own session cookie."""
+    _, response, _ = d.request("GET", "/", host=host)
+    _, response, _ = d.request("GET", response.getheader("Location").removeprefix(d.access), cookies={"meshgate_session_token": d.owner_token})
+    back = urllib.parse.urlsplit(response.getheader("Location"))
+    _, response, _ = d.request("GET", f"{back.path}?{back.query}", host=host)
+    return next(c for c in set_cookies(response) if c.startswith("meshgate_session_token=")).split(";")[0].split("=", 1)[1]
+
+
+def test_cors_is_meshgates_unless_the_app_passes_it_through(deployment):
+    """`cors=passthru`: the app's own CORS headers pass and its preflights reach it (without credentials, as
+    preflights are); otherwise meshgate's same-user rule stands, and the app's headers are dropped."""
+    d = deployment
+    preflight = {"Origin": "https://elsewhere.example", "Access-Control-Request-Method": "PUT"}
+    status, response, _ = d.request("OPTIONS", "/cors", host=d.host("passthru"), headers=preflight)
+    assert status == 204 and response.getheader("X-Preflight-Answered-By") == "app"
+    assert response.getheader("Access-Control-Allow-Origin") == "https://elsewhere.example"
+    # The same preflight to an app with meshgate's rule is not the app's to answer: no credentials, no app.
+    status, response, _ = d.request("OPTIONS", "/cors", host=d.host("mine"), headers=preflight)
+    assert status == 303 and response.getheader("X-Preflight-Answered-By") is None
+
+    for label, passes in (("passthru", True), ("mine", False)):
+        cookie = sign_in_to_app_host(d, d.host(label))
+        status, response, body = d.request("GET", "/cors", host=d.host(label), cookies={"meshgate_session_token": cookie},
+                                           headers={"Origin": "https://elsewhere.example"})
+        assert status == 200 and body == b"app cors", (label, body)
+        assert (response.getheader("Access-Control-Allow-Origin") == "https://elsewhere.example") == passes, label
+    # Preflights that reached the app carried no meshgate credential either.
+    assert any(r["path"] == "/cors" and not any(k.lower() == "cookie" for k, _ in r["headers"]) for r in d.seen_by_app())

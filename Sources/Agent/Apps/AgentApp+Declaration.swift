@@ -14,6 +14,8 @@ extension AgentApp {
     ///     health=URL  GET this path on the app (/healthz) or full URL  no health check (health: disabled)
     ///     interval=D  seconds between checks: 10, 10s, 2m, 1m30s       5s
     ///     threshold=N failures in a row before unhealthy               3
+    ///     cors=MODE   simple (meshgate's same-user rule) | passthru    simple
+    ///                 (the app's own CORS headers and preflights)
     ///
     ///     --app code=http://127.0.0.1:8080,name=VS Code,share=authenticated,subdomain,health=/healthz,interval=10s
     ///
@@ -39,20 +41,21 @@ extension AgentApp {
         public var health: String?
         public var interval: String?
         public var threshold: String?
+        public var cors: String?
         /// Names the app in errors while its slug is missing or invalid: the flag value or `apps[N]`.
         public var source: String
 
         public init(
             slug: String, url: String, name: String? = nil, share: String? = nil, subdomain: String? = nil,
-            health: String? = nil, interval: String? = nil, threshold: String? = nil, source: String? = nil
+            health: String? = nil, interval: String? = nil, threshold: String? = nil, cors: String? = nil, source: String? = nil
         ) {
             (self.slug, self.url, self.name, self.share, self.subdomain) = (slug, url, name, share, subdomain)
-            (self.health, self.interval, self.threshold) = (health, interval, threshold)
+            (self.health, self.interval, self.threshold, self.cors) = (health, interval, threshold, cors)
             self.source = source ?? slug
         }
 
         /// The options after SLUG=URL; `slug` and `url` are only keys in the config file.
-        static let optionFields: [AgentAppError.Field] = [.name, .share, .subdomain, .health, .interval, .threshold]
+        static let optionFields: [AgentAppError.Field] = [.name, .share, .subdomain, .health, .interval, .threshold, .cors]
 
         mutating func set(_ field: AgentAppError.Field, _ value: String) {
             switch field {
@@ -64,6 +67,7 @@ extension AgentApp {
             case .health: health = value
             case .interval: interval = value
             case .threshold: threshold = value
+            case .cors: cors = value
             case .app: assertionFailure("not a declaration field")
             }
         }

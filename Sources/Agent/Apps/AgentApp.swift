@@ -16,6 +16,8 @@ public struct AgentApp: Sendable, Equatable {
     /// Served at `{slug}--{agent}--…` under the wildcard access URL; otherwise at `/@user/workspace/apps/{slug}/`.
     public let subdomain: Bool
     public let healthCheck: HealthCheck?
+    /// Who answers cross-origin requests: meshgate's same-user rule, or the app itself (`cors=passthru`).
+    public let cors: AppCORSBehavior
 
     /// GET `url` every `interval`; < 500 is healthy, `threshold` failures in a row unhealthy.
     public struct HealthCheck: Sendable, Equatable {
@@ -60,6 +62,12 @@ public struct AgentApp: Sendable, Equatable {
             default: throw fail(.subdomain, text, "must be true or false")
             }
         } ?? false
+        let cors = try declaration.cors.map { text throws(AgentAppError) in
+            guard let behavior = AppCORSBehavior(rawValue: text.lowercased()) else {
+                throw fail(.cors, text, "must be one of: \(AppCORSBehavior.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return behavior
+        } ?? .simple
 
         var healthCheck: HealthCheck?
         if let health = declaration.health {
@@ -92,6 +100,7 @@ public struct AgentApp: Sendable, Equatable {
         self.sharingLevel = sharingLevel
         self.subdomain = subdomain
         self.healthCheck = healthCheck
+        self.cors = cors
     }
 
     /// Why a slug is not valid, or nil when it is.
@@ -148,7 +157,7 @@ public struct AgentApp: Sendable, Equatable {
 public struct AgentAppError: Error, Equatable, CustomStringConvertible {
     /// The fields, named as in the flag form and the config file.
     public enum Field: String, Sendable, CaseIterable {
-        case app, slug, url, name, share, subdomain, health, interval, threshold
+        case app, slug, url, name, share, subdomain, health, interval, threshold, cors
     }
 
     /// The slug, or where the declaration came from when the slug is missing or invalid.

@@ -100,6 +100,15 @@ public struct AppGate: Sendable {
         return .proxy(app, setCookie: token.map(cookie.setCookie))
     }
 
+    /// A CORS preflight for an app that answers them itself (`cors: passthru`): resolved, but not authorized, since
+    /// a preflight never carries credentials. nil for any other app, which keeps meshgate's own CORS rule.
+    public func passthroughPreflight(_ request: AppRequest) async -> ResolvedApp? {
+        guard request.accessMethod == .subdomain, case .success(let app)? = try? await resolver.resolve(request),
+            app.cors == .passthru, app.agentConnected
+        else { return nil }
+        return app
+    }
+
     /// Path apps share the dashboard's origin and its session cookie: sign in there. Subdomain apps cannot see
     /// that cookie: the primary's auth-redirect vouches for the session with a one-minute key in the URL.
     func signIn(_ request: AppRequest, originalURL: String) -> AppGateResponse {
@@ -138,7 +147,7 @@ extension ResolvedApp {
         self.init(
             request: token.request, ownerID: token.userID, workspaceID: token.workspaceID, agentID: token.agentID, agentName: token.request.agent ?? "",
             agentConnected: true, port: token.upstream.port, https: token.upstream.https, pathPrefix: token.upstream.pathPrefix, sharingLevel: .owner,
-            displayName: "", health: nil
+            displayName: "", health: nil, cors: token.upstream.cors
         )
     }
 }

@@ -62,6 +62,14 @@ public struct AppProxyMiddleware<Context: RequestContext>: RouterMiddleware {
         if app.accessMethod == .subdomain, let host, target.contains(AppConnectKey.queryItemName + "=") {
             return await acceptConnectKey(target: target, host: host, secure: secure)
         }
+        let origin = ForwardingOrigin(clientAddress: clientAddress(context), scheme: scheme, host: host ?? "")
+        if Self.isPreflight(request), let passthrough = await gate.passthroughPreflight(app) {
+            do {
+                return try await forwarder.forward(request, to: passthrough, path: upstreamPath, origin: origin)
+            } catch {
+                return Self.response(.page(AppErrorPage.forwarding(error, app: passthrough)), json: wantsJSON)
+            }
+        }
         if let preflight = Self.preflight(request, app: app, hostname: gate.configuration.hostname, scheme: scheme) { return preflight }
         let credentials = AppGate.Credentials(
             cookieHeaders: request.headers[values: .cookie], sessionHeader: request.headers[HTTPField.Name(MeshgateCredentials.sessionHeader)!]
@@ -71,7 +79,6 @@ public struct AppProxyMiddleware<Context: RequestContext>: RouterMiddleware {
         case .respond(let response):
             return Self.response(response, json: wantsJSON)
         case .proxy(let resolved, let setCookie):
-            let origin = ForwardingOrigin(clientAddress: clientAddress(context), scheme: scheme, host: host ?? "")
             var response: Response
             do {
                 response = try await forwarder.forward(request, to: resolved, path: upstreamPath, origin: origin)
@@ -79,7 +86,7 @@ public struct AppProxyMiddleware<Context: RequestContext>: RouterMiddleware {
                 return Self.response(.page(AppErrorPage.forwarding(error, app: resolved)), json: wantsJSON)
             }
             if let setCookie { response.headers.append(HTTPField(name: .setCookie, value: setCookie)) }
-            if app.accessMethod == .subdomain, let hostname = gate.configuration.hostname {
+            if app.accessMethod == .subdomain, resolved.cors == .simple, let hostname = gate.configuration.hostname {
                 Self.applyCORS(to: &response, origin: request.headers[.origin], user: app.user, hostname: hostname, scheme: scheme)
             }
             return response
@@ -99,6 +106,10 @@ public struct AppProxyMiddleware<Context: RequestContext>: RouterMiddleware {
         }
         // Without a valid key the redirect still strips it; the next request signs in again.
         return Response(status: .seeOther, headers: headers)
+    }
+
+    static func isPreflight(_ request: Request) -> Bool {
+        request.method == .options && request.headers[.origin] != nil && request.headers[.accessControlRequestMethod] != nil
     }
 
     /// A CORS preflight from one of the same user's app origins is answered here: it carries no cookies, so it

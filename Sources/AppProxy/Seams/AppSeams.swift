@@ -29,11 +29,14 @@ public struct ResolvedApp: Sendable, Equatable {
     public var displayName: String
     /// The agent's last word on the app's health (nil for port URLs, which have none).
     public var health: AppHealth?
+    /// Who answers cross-origin requests (subdomain apps only; port URLs are `simple`).
+    public var cors: AppCORSBehavior
 
     public init(
         request: AppRequest, ownerID: UUID, workspaceID: UUID, agentID: UUID, agentName: String, agentConnected: Bool, port: UInt16, https: Bool,
-        pathPrefix: String, sharingLevel: SharingLevel, displayName: String, health: AppHealth?
+        pathPrefix: String, sharingLevel: SharingLevel, displayName: String, health: AppHealth?, cors: AppCORSBehavior = .simple
     ) {
+        self.cors = cors
         (self.request, self.ownerID, self.workspaceID, self.agentID, self.agentName) = (request, ownerID, workspaceID, agentID, agentName)
         (self.agentConnected, self.port, self.https, self.pathPrefix) = (agentConnected, port, https, pathPrefix)
         (self.sharingLevel, self.displayName, self.health) = (sharingLevel, displayName, health)

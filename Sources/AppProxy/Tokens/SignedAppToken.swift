@@ -1,4 +1,5 @@
 import Foundation
+import Tunnel
 
 /// Proof, for one minute, that a user may open one app: the fast path of app requests. While the token in the app
 /// cookie is valid, neither the session nor the app is looked up again; `upstream` says where the agent serves it.
@@ -11,8 +12,12 @@ public struct SignedAppToken: Sendable, Equatable {
         public var port: UInt16
         public var https: Bool
         public var pathPrefix: String
+        /// In the token because the fast path must know it without the store; absent in the claim means simple.
+        public var cors: AppCORSBehavior
 
-        public init(port: UInt16, https: Bool, pathPrefix: String) { (self.port, self.https, self.pathPrefix) = (port, https, pathPrefix) }
+        public init(port: UInt16, https: Bool, pathPrefix: String, cors: AppCORSBehavior = .simple) {
+            (self.port, self.https, self.pathPrefix, self.cors) = (port, https, pathPrefix, cors)
+        }
     }
 
     public var request: AppRequest
@@ -35,7 +40,7 @@ public struct SignedAppToken: Sendable, Equatable {
     public init(app: ResolvedApp, userID: UUID, now: Date) {
         self.init(
             request: app.request, userID: userID, workspaceID: app.workspaceID, agentID: app.agentID,
-            upstream: Upstream(port: app.port, https: app.https, pathPrefix: app.pathPrefix), expiry: now.addingTimeInterval(Self.lifetime)
+            upstream: Upstream(port: app.port, https: app.https, pathPrefix: app.pathPrefix, cors: app.cors), expiry: now.addingTimeInterval(Self.lifetime)
         )
     }
 }
@@ -50,7 +55,7 @@ extension SignedAppToken: Codable {
         case accessMethod = "access_method", basePath = "base_path", user, workspace, agent, target
     }
     private enum TargetKeys: String, CodingKey { case kind, slug, port, https }
-    private enum UpstreamKeys: String, CodingKey { case port, https, pathPrefix = "path_prefix" }
+    private enum UpstreamKeys: String, CodingKey { case port, https, pathPrefix = "path_prefix", cors }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -73,7 +78,8 @@ extension SignedAppToken: Codable {
             userID: try Self.uuid(container, .userID), workspaceID: try Self.uuid(container, .workspaceID), agentID: try Self.uuid(container, .agentID),
             upstream: Upstream(
                 port: try upstream.decode(UInt16.self, forKey: .port), https: try upstream.decode(Bool.self, forKey: .https),
-                pathPrefix: try upstream.decode(String.self, forKey: .pathPrefix)
+                pathPrefix: try upstream.decode(String.self, forKey: .pathPrefix),
+                cors: try upstream.decodeIfPresent(AppCORSBehavior.self, forKey: .cors) ?? .simple
             ),
             expiry: Date(timeIntervalSince1970: TimeInterval(try container.decode(Int64.self, forKey: .expiry)))
         )
@@ -101,6 +107,7 @@ extension SignedAppToken: Codable {
         try upstream.encode(self.upstream.port, forKey: .port)
         try upstream.encode(self.upstream.https, forKey: .https)
         try upstream.encode(self.upstream.pathPrefix, forKey: .pathPrefix)
+        if self.upstream.cors != .simple { try upstream.encode(self.upstream.cors, forKey: .cors) }
         try container.encode(userID.uuidString.lowercased(), forKey: .userID)
         try container.encode(workspaceID.uuidString.lowercased(), forKey: .workspaceID)
         try container.encode(agentID.uuidString.lowercased(), forKey: .agentID)

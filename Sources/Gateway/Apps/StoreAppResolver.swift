@@ -23,10 +23,12 @@ struct StoreAppResolver: AppResolver {
             agent = only
         }
         let connected = await coordinator.liveness(ofAgent: agent.id).live
-        func resolved(port: UInt16, https: Bool, pathPrefix: String, sharing: SharingLevel, name: String, health: AppHealth?) -> ResolvedApp {
+        func resolved(
+            port: UInt16, https: Bool, pathPrefix: String, sharing: SharingLevel, name: String, health: AppHealth?, cors: AppCORSBehavior = .simple
+        ) -> ResolvedApp {
             ResolvedApp(
                 request: request, ownerID: owner.id, workspaceID: workspace.id, agentID: agent.id, agentName: agent.name, agentConnected: connected,
-                port: port, https: https, pathPrefix: pathPrefix, sharingLevel: sharing, displayName: name, health: health
+                port: port, https: https, pathPrefix: pathPrefix, sharingLevel: sharing, displayName: name, health: health, cors: cors
             )
         }
         switch request.target {
@@ -40,7 +42,7 @@ struct StoreAppResolver: AppResolver {
             else { return .failure(.notFound) }
             return .success(resolved(
                 port: upstream.port, https: upstream.https, pathPrefix: upstream.pathPrefix, sharing: app.sharingLevel, name: app.displayName,
-                health: app.health
+                health: app.health, cors: app.cors ?? .simple
             ))
         }
     }

@@ -5,6 +5,16 @@ public enum SharingLevel: String, Sendable, Codable, CaseIterable {
     case owner, authenticated, `public`
 }
 
+/// Who answers cross-origin requests to a subdomain app (Coder's `simple | passthru`).
+public enum AppCORSBehavior: String, Sendable, Codable, CaseIterable {
+    /// meshgate: only the same user's app origins may call the app, with credentials; the app's own CORS headers
+    /// are dropped and preflights never reach it.
+    case simple
+    /// The app: its CORS headers pass through untouched, and preflights (which carry no credentials) reach it
+    /// unauthenticated. For apps that serve other origins on purpose.
+    case passthru
+}
+
 /// An app's health as the agent reports it (Coder's `disabled | initializing | healthy | unhealthy`).
 public enum AppHealth: String, Sendable, Codable, CaseIterable {
     /// No health check declared.
@@ -22,7 +32,7 @@ public enum AppHealth: String, Sendable, Codable, CaseIterable {
 ///      "subdomain": false, "healthcheck": {"url": "http://127.0.0.1:8080/healthz", "interval": 5, "threshold": 3},
 ///      "health": "initializing"}
 ///
-/// `healthcheck` is absent (and `health` is `disabled`) for an app without one; `interval` is whole seconds.
+/// `cors` is present only as `"passthru"` (absent means `simple`, which older agents imply too). `healthcheck` is absent (and `health` is `disabled`) for an app without one; `interval` is whole seconds.
 public struct AgentAppReport: Sendable, Equatable, Codable {
     public var slug: String
     public var displayName: String
@@ -31,6 +41,8 @@ public struct AgentAppReport: Sendable, Equatable, Codable {
     public var subdomain: Bool
     public var healthcheck: Healthcheck?
     public var health: AppHealth
+    /// nil: `simple`.
+    public var cors: AppCORSBehavior?
 
     public struct Healthcheck: Sendable, Equatable, Codable {
         public var url: String
@@ -41,16 +53,18 @@ public struct AgentAppReport: Sendable, Equatable, Codable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case slug, url, subdomain, healthcheck, health
+        case slug, url, subdomain, healthcheck, health, cors
         case displayName = "display_name"
         case sharingLevel = "sharing_level"
     }
 
     public init(
-        slug: String, displayName: String, url: String, sharingLevel: SharingLevel, subdomain: Bool, healthcheck: Healthcheck?, health: AppHealth
+        slug: String, displayName: String, url: String, sharingLevel: SharingLevel, subdomain: Bool, healthcheck: Healthcheck?, health: AppHealth,
+        cors: AppCORSBehavior = .simple
     ) {
         (self.slug, self.displayName, self.url, self.sharingLevel) = (slug, displayName, url, sharingLevel)
         (self.subdomain, self.healthcheck, self.health) = (subdomain, healthcheck, health)
+        self.cors = cors == .simple ? nil : cors
     }
 }
 

@@ -2,7 +2,8 @@
 
 HTTP (http.server, HTTP/1.1 keep-alive): GET /headers → the request headers as JSON (and each request's headers
 are appended to the file given as argv[2], so a test can check what ever arrived); GET /bytes?n=N → N bytes of
-a fixed pattern, streamed; POST /sha256 → the SHA-256 of the body, read in chunks; anything else → a small
+a fixed pattern, streamed; POST /sha256 → the SHA-256 of the body, read in chunks; GET /cors → a body with the
+app's own Access-Control-Allow-Origin; OPTIONS → the app's own answer to a CORS preflight; anything else → a small
 page. A WebSocket server (websockets) on PORT+1 echoes every message.
 """
 import asyncio
@@ -42,6 +43,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         url = urllib.parse.urlparse(self.path)
         if url.path.endswith("/headers"):
             self.send(200, json.dumps(dict(self.headers.items())).encode(), "application/json")
+        elif url.path.endswith("/cors"):
+            self.send_response(200)
+            self.send_header("Access-Control-Allow-Origin", "https://elsewhere.example")
+            self.send_header("Content-Length", "8")
+            self.end_headers()
+            self.wfile.write(b"app cors")
         elif url.path.endswith("/bytes"):
             n = int(urllib.parse.parse_qs(url.query)["n"][0])
             self.send_response(200)
@@ -54,6 +61,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 n -= len(chunk)
         else:
             self.send(200, f"<p>echo app at {url.path}</p>".encode(), "text/html")
+
+    def do_OPTIONS(self):
+        self.record()
+        self.send_response(204)
+        self.send_header("Access-Control-Allow-Origin", "https://elsewhere.example")
+        self.send_header("Access-Control-Allow-Methods", "PUT")
+        self.send_header("X-Preflight-Answered-By", "app")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def do_POST(self):
         self.record()
