@@ -224,6 +224,47 @@ import Tunnel
         }
     }
 
+    /// An app that takes the request and never answers gets a 504 after the head timeout, and its stream is not kept.
+    @Test func appThatNeverAnswersTimesOut() async throws {
+        try await ForwardingFixture.with { fixture in
+            let server = try await ScriptedServer.start { _, _, _ in .hold }
+            let forwarder = AppForwarder(streams: fixture.streams, dialer: fixture.mesh.dialer, responseHeadTimeout: .milliseconds(300))
+            let head = HTTPRequest(method: .get, scheme: "https", authority: "x", path: "/slow", headerFields: [:])
+            let started = ContinuousClock.now
+            let error = await forwardError {
+                try await forwarder.forward(Request(head: head, body: RequestBody(buffer: ByteBuffer())), to: fixture.app(port: server.port), path: "/slow", origin: ForwardingFixture.origin)
+            }
+            #expect(error == .timedOut(cause: "the app did not answer within 0.3 seconds"))
+            #expect(ContinuousClock.now - started >= .milliseconds(300), "not before the limit")
+            #expect(AppErrorPage.forwarding(error!, app: fixture.app(port: server.port)).status == 504)
+            #expect(fixture.streams.idleCount == 0)
+            await server.close()
+        }
+    }
+
+    /// The app's time to answer runs from the end of the request: an upload slower than the limit is not cut.
+    @Test func slowUploadIsNotATimeout() async throws {
+        let meter = TransferMeter()
+        try await ForwardingFixture.with { fixture in
+            try await withTestApp(upstreamRouter(meter: meter)) { port in
+                let forwarder = AppForwarder(streams: fixture.streams, dialer: fixture.mesh.dialer, responseHeadTimeout: .milliseconds(200))
+                let (chunks, feed) = AsyncStream<ByteBuffer>.makeStream()
+                Task {
+                    for _ in 0..<6 {
+                        feed.yield(ByteBuffer(repeating: 0x61, count: 1024))
+                        try? await Task.sleep(for: .milliseconds(100))
+                    }
+                    feed.finish()
+                }
+                let head = HTTPRequest(method: .post, scheme: "https", authority: "x", path: "/upload", headerFields: [:])
+                let response = try await forwarder.forward(
+                    Request(head: head, body: RequestBody(asyncSequence: chunks)), to: fixture.app(port: port), path: "/upload", origin: ForwardingFixture.origin
+                )
+                #expect(try await response.bodyString() == "received 6144")
+            }
+        }
+    }
+
     /// A kept stream the app closed as the request arrived is retried on a fresh one for an idempotent request
     /// without a body; a POST is not repeated.
     @Test func retriesStaleStreamsOnlyWhenSafe() async throws {

@@ -250,6 +250,8 @@ final class ScriptedServer: Sendable {
         case respond(String)
         case respondAndClose(String)
         case close
+        /// Read the request and never answer.
+        case hold
     }
 
     private final class Count: Sendable {
@@ -303,6 +305,8 @@ final class ScriptedServer: Sendable {
                 case .close:
                     context.close(promise: nil)
                     return
+                case .hold:
+                    break
                 }
             }
         }

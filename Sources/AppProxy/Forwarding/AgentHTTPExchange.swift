@@ -48,15 +48,22 @@ public final class AgentHTTPExchange: Sendable {
     /// Throws `AgentHTTPExchangeFailure`.
     public static func begin(
         _ request: HTTPRequestHead, agent: UUID, port: UInt16, through streams: any AgentStreamSource, retryingStaleStreams: Bool = false,
-        body: (@Sendable (RequestBodyWriter) async throws -> Void)? = nil
+        responseHeadTimeout: Duration = defaultResponseHeadTimeout, body: (@Sendable (RequestBodyWriter) async throws -> Void)? = nil
     ) async throws -> AgentHTTPExchange {
-        try await begin(request, agent: agent, port: port, through: streams, retryingStaleStreams: retryingStaleStreams, acceptsUpgrade: false, body: body)
+        try await begin(
+            request, agent: agent, port: port, through: streams, retryingStaleStreams: retryingStaleStreams, acceptsUpgrade: false,
+            responseHeadTimeout: responseHeadTimeout, body: body
+        )
     }
+
+    /// How long an app may take to start its answer (nginx's `proxy_read_timeout` default). Once the head is in,
+    /// a response may stream for as long as it likes: long polls and downloads are the app's business.
+    public static let defaultResponseHeadTimeout = Duration.seconds(60)
 
     /// `acceptsUpgrade`: a WebSocket handshake, whose 101 ends the exchange and leaves the stream to the caller.
     static func begin(
         _ request: HTTPRequestHead, agent: UUID, port: UInt16, through streams: any AgentStreamSource, retryingStaleStreams: Bool,
-        acceptsUpgrade: Bool, body: (@Sendable (RequestBodyWriter) async throws -> Void)?
+        acceptsUpgrade: Bool, responseHeadTimeout: Duration = defaultResponseHeadTimeout, body: (@Sendable (RequestBodyWriter) async throws -> Void)?
     ) async throws -> AgentHTTPExchange {
         while true {
             let lease: AgentStreamLease
@@ -92,11 +99,15 @@ public final class AgentHTTPExchange: Sendable {
                 throw AgentHTTPExchangeFailure(stage: .request, cause: early?.error ?? error, heard: nil, reusedStream: lease.reused)
             }
             let uploadFailure = FirstError()
+            // The app's time to answer runs from the end of the request: a long upload is not a slow app.
+            let deadline = ResponseHeadDeadline(channel: channel, limit: responseHeadTimeout)
+            if body == nil { deadline.arm() }
             let upload = body.map { body in
                 Task {
                     do {
                         try await body(RequestBodyWriter(handler: handler, channel: channel))
                         try await channel.awaitingCancellably(handler.eventLoop.flatSubmit { handler.value.endRequest() })
+                        deadline.arm()
                     } catch {
                         // The app must not wait for the rest of a body that will never come.
                         uploadFailure.record(error)
@@ -106,8 +117,15 @@ public final class AgentHTTPExchange: Sendable {
             }
             do {
                 let response = try await channel.awaitingCancellably(handler.eventLoop.flatSubmit { handler.value.head.futureResult })
+                deadline.cancel()
                 return AgentHTTPExchange(lease: lease, response: response, handler: handler, upload: upload)
             } catch {
+                deadline.cancel()
+                if let timedOut = deadline.expired {
+                    upload?.cancel()
+                    await upload?.value
+                    throw AgentHTTPExchangeFailure(stage: .request, cause: timedOut, heard: nil, reusedStream: lease.reused)
+                }
                 channel.close(promise: nil)
                 // The body may be waiting on the client: it ends now, with the stream.
                 upload?.cancel()
@@ -190,6 +208,36 @@ public struct AgentHTTPExchangeFailure: Error, CustomStringConvertible {
 }
 
 /// The first error recorded, shared between tasks.
+/// The limit on waiting for a response head, from `arm()` (the request fully sent) to `cancel()` (the head is in).
+/// Expiry closes the stream, which is what ends the wait; `expired` tells that close from any other.
+private final class ResponseHeadDeadline: Sendable {
+    private let channel: any Channel
+    private let limit: Duration
+    private let state = Mutex<(timer: Scheduled<Void>?, done: Bool, expired: AppUpstreamError?)>((nil, false, nil))
+
+    init(channel: any Channel, limit: Duration) { (self.channel, self.limit) = (channel, limit) }
+
+    var expired: AppUpstreamError? { state.withLock { $0.expired } }
+
+    func arm() {
+        let (channel, limit) = (self.channel, self.limit)
+        state.withLock { state in
+            guard !state.done, state.timer == nil else { return }
+            state.timer = channel.eventLoop.scheduleTask(in: TimeAmount(limit)) { [self] in
+                self.state.withLock { $0.expired = .noResponse(within: limit) }
+                channel.close(promise: nil)
+            }
+        }
+    }
+
+    func cancel() {
+        state.withLock { state in
+            state.done = true
+            state.timer?.cancel()
+        }
+    }
+}
+
 private final class FirstError: Sendable {
     private let first = Mutex<(any Error)?>(nil)
 

@@ -12,6 +12,8 @@ public enum AppForwardError: Error, Sendable, Equatable, CustomStringConvertible
     /// The app's answer was not a usable HTTP response: the connection closed early, the response was not HTTP,
     /// TLS failed. `hint` is set when the app seems to speak the other one of HTTP and HTTPS.
     case badGateway(cause: String, hint: SchemeHint?)
+    /// The app took the request but did not start answering in time.
+    case timedOut(cause: String)
 
     public enum SchemeHint: Sendable, Equatable {
         /// Spoken to in plain HTTP, the app answered with TLS.
@@ -34,6 +36,7 @@ public enum AppForwardError: Error, Sendable, Equatable, CustomStringConvertible
     public var description: String {
         switch self {
         case .agentUnreachable(let cause): "the agent is not reachable: \(cause)"
+        case .timedOut(let cause): cause
         case .portRefused(let port, let reason): "the agent refused port \(port): \(reason)"
         case .badGateway(let cause, let hint):
             switch hint {
@@ -50,6 +53,8 @@ public enum AppForwardError: Error, Sendable, Equatable, CustomStringConvertible
         switch (failure.stage, failure.cause) {
         case (.stream, let cause):
             return .agentUnreachable(cause: "\(cause)")
+        case (_, AppUpstreamError.noResponse):
+            return .timedOut(cause: "\(failure.cause)")
         case (_, MeshStreamError.refused(_, let reason)):
             return .portRefused(port: port, reason: reason)
         case (.request, let cause as MeshStreamError) where cause.meansAgentGone:

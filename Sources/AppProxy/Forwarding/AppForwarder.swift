@@ -15,13 +15,17 @@ public struct AppForwarder: Sendable {
     private let streams: any AgentStreamSource
     private let tlsStreams: any AgentStreamSource
     private let dialer: any AgentStreamDialer
+    private let responseHeadTimeout: Duration
 
     /// `streams` carry plain HTTP (the gateway's pool). HTTPS apps use `tlsStreams`, by default a new stream
     /// per exchange through `dialer`: a pool's pipeline is set once for all its streams, so TLS streams need a
     /// pool of their own (with `AppUpstreamTLS.configure` as its pipeline) to be kept alive. `dialer` also
     /// probes for TLS when a plain request is dropped without a word.
-    public init(streams: any AgentStreamSource, dialer: any AgentStreamDialer, tlsStreams: (any AgentStreamSource)? = nil) {
-        (self.streams, self.dialer) = (streams, dialer)
+    public init(
+        streams: any AgentStreamSource, dialer: any AgentStreamDialer, tlsStreams: (any AgentStreamSource)? = nil,
+        responseHeadTimeout: Duration = AgentHTTPExchange.defaultResponseHeadTimeout
+    ) {
+        (self.streams, self.dialer, self.responseHeadTimeout) = (streams, dialer, responseHeadTimeout)
         self.tlsStreams = tlsStreams ?? FreshAgentStreams(dialer: dialer, configure: AppUpstreamTLS.configure)
     }
 
@@ -39,7 +43,8 @@ public struct AppForwarder: Sendable {
         do {
             exchange = try await AgentHTTPExchange.begin(
                 head, agent: app.agentID, port: app.port, through: streams,
-                retryingStaleStreams: !hasBody && Self.idempotentMethods.contains(request.method), body: hasBody ? Self.upload(request.body) : nil
+                retryingStaleStreams: !hasBody && Self.idempotentMethods.contains(request.method), responseHeadTimeout: responseHeadTimeout,
+                body: hasBody ? Self.upload(request.body) : nil
             )
         } catch {
             if !app.https, let failure = error as? AgentHTTPExchangeFailure, failure.silentClose,

@@ -221,11 +221,14 @@ public enum AppUpstreamError: Error, Sendable, Equatable, CustomStringConvertibl
     case closedEarly
     /// A 101 to a request that asked for no upgrade.
     case unexpectedUpgrade
+    /// No response head within the forwarder's limit: the app holds the request without answering.
+    case noResponse(within: Duration)
 
     public var description: String {
         switch self {
         case .closedEarly: "the app closed the connection before the response ended"
         case .unexpectedUpgrade: "the app switched protocols unasked"
+        case .noResponse(let limit): "the app did not answer within \(limit)"
         }
     }
 }

@@ -58,6 +58,11 @@ public struct AppErrorPage: Sendable, Equatable {
         Self(status: 502, title: "Bad gateway", message: "The app did not answer properly.", detail: cause, hint: hint, health: health)
     }
 
+    /// The app accepted the request but did not start its answer in time.
+    public static func gatewayTimeout(cause: String, health: AppHealth?) -> Self {
+        Self(status: 504, title: "Gateway timeout", message: "The app took too long to answer.", detail: cause, health: health)
+    }
+
     /// The gateway itself failed (its store, say); the cause is shown for the operator.
     public static func internalError(_ message: String, cause: any Error) -> Self {
         Self(status: 500, title: "Internal error", message: message, detail: "\(cause)")

@@ -153,6 +153,7 @@ extension AppErrorPage {
         case .agentUnreachable(let cause): .agentUnreachable(agent: app.agentName.isEmpty ? "of this workspace" : app.agentName, cause: cause, health: app.health)
         case .portRefused(let port, let reason): .badGateway(cause: "The agent could not connect to port \(port): \(reason)", health: app.health)
         case .badGateway(let cause, let hint): .badGateway(cause: cause, hint: hint.map { ($0.advice(for: app.request.target), nil) }, health: app.health)
+        case .timedOut(let cause): .gatewayTimeout(cause: cause, health: app.health)
         }
     }
 }
