@@ -50,7 +50,11 @@ final class UDPPathHandler: ChannelInboundHandler {
         let envelope = unwrapInboundIn(data)
         guard let endpoint = Endpoint(envelope.remoteAddress) else { return }
         let datagram = Array(envelope.data.readableBytesView)
-        node.handle(node.device.receive(datagram, from: endpoint, now: .now))
+        if DirectProbe.isProbe(datagram) {
+            node.handleDirect(node.direct?.receive(datagram, from: endpoint, now: .now) ?? [])
+        } else {
+            node.handle(node.device.receive(datagram, from: endpoint, now: .now))
+        }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
