@@ -110,7 +110,7 @@ public final class MeshNode: Sendable {
             state.value.channel = channel
             let family = channel.localAddress?.protocol
             state.value.direct = DirectPaths(privateKey: privateKey, configuration: direct) { endpoint in
-                endpoint.socketAddress?.protocol == family
+                endpoint.socketAddress?.protocol == family && UDPRoute.exists(to: endpoint)
             }
             state.value.streams = MeshStreamMultiplexer(
                 localKey: privateKey.publicKey, eventLoop: loop, parent: channel, parameters: streamParameters

@@ -63,7 +63,9 @@ final class DirectPaths {
 
     let privateKey: NodePrivateKey
     let configuration: DirectPathConfiguration
-    /// Whether this node's socket can send to an endpoint (an IPv4 socket cannot reach IPv6 addresses).
+    /// Whether this node's socket can send to an endpoint now (an IPv4 socket cannot reach IPv6 addresses, and a
+    /// host with no route to it must not try: SwiftNIO closes a datagram channel on ENETUNREACH). Asked before
+    /// every probe, since routes change.
     let canReach: (Endpoint) -> Bool
     private(set) var peers: [NodePublicKey: Peer] = [:]
     private let makeTxid: () -> [UInt8]
@@ -143,7 +145,7 @@ final class DirectPaths {
                 var heard = peer.lastHeard ?? now
                 if let receipt = lastReceipt(key), receipt.endpoint == direct { heard = max(heard, receipt.at) }
                 peer.lastHeard = heard
-                if now - heard > DirectPathTimers.trustWindow {
+                if now - heard > DirectPathTimers.trustWindow || !canReach(direct) {
                     (peer.direct, peer.rtt, peer.lastHeard) = (nil, nil, nil)
                     (peer.backoff, peer.nextRound) = (DirectPathTimers.initialBackoff, now + DirectPathTimers.initialBackoff)
                     if let derp = peer.derp { outputs.append(.route(key, via: derp)) }
@@ -153,7 +155,7 @@ final class DirectPaths {
                 }
             }
             if peer.direct == nil, !peer.candidates.isEmpty, now >= peer.nextRound {
-                outputs += peer.candidates.map { ping(&peer, $0, now: now) }
+                outputs += peer.candidates.filter(canReach).map { ping(&peer, $0, now: now) }
                 peer.lastRound = now
                 peer.nextRound = now + peer.backoff
                 peer.backoff = min(peer.backoff * 2, DirectPathTimers.maximumBackoff)

@@ -61,3 +61,16 @@ final class UDPPathHandler: ChannelInboundHandler {
         context.flush()
     }
 }
+
+/// Whether the host has a route to a UDP endpoint, asked of the kernel without sending anything: `connect` on a
+/// throwaway datagram socket fails at once (ENETUNREACH) when there is none. A send on the node's socket would fail
+/// the same way, and SwiftNIO closes a datagram channel on that error.
+enum UDPRoute {
+    static func exists(to endpoint: Endpoint) -> Bool {
+        guard let address = endpoint.socketAddress else { return false }
+        let fd = socket(address.protocol == .inet6 ? AF_INET6 : AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        return address.withSockAddr { connect(fd, $0, socklen_t($1)) } == 0
+    }
+}
