@@ -83,3 +83,15 @@ def wait_status(api, agent_id, wanted, timeout=20):
             return view
         time.sleep(0.1)
     raise AssertionError(f"agent status {wanted!r} not reached: {view}")
+
+
+def wait_path(api, agent_id, kind, timeout=20):
+    """Polls the agent's view until the gateway's path to it is of `kind` (`direct` or `derp`); returns the view."""
+    deadline = time.monotonic() + timeout
+    view = None
+    while time.monotonic() < deadline:
+        view = agent_view(api, agent_id)
+        if (view.get("path") or {}).get("kind") == kind:
+            return view
+        time.sleep(0.1)
+    raise AssertionError(f"path {kind!r} not reached: {view}")

@@ -49,7 +49,8 @@ def test_gateway_reaches_app_and_survives_restarts(start_server, app, processes)
     assert app.marker in body["body"]
     view = wait_status(api, agent_id, "connected")
     assert view["version"]
-    assert view["path"] == {"kind": "derp", "region": 999}
+    # The first packets cross the relay; a direct UDP path takes over once probes answer (test_direct_paths.py).
+    assert view["path"]["kind"] in ("derp", "direct")
 
     # Killed without a goodbye, then started again: reachable within 5 s of the new process starting.
     agent.stop(signal.SIGKILL)
