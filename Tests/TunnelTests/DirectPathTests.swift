@@ -121,6 +121,17 @@ final class DirectPair {
         #expect(pair.aRoutes.last == pair.bEndpoint && pair.bRoutes.last == pair.aEndpoint)
     }
 
+    /// A peer that announces other endpoints (it restarted on another port) loses the direct path at once.
+    @Test func withdrawnEndpointEndsTheDirectPath() {
+        let pair = DirectPair()
+        pair.introduce()
+        pair.advance(.milliseconds(100))
+        #expect(pair.aRoutes.last == pair.bEndpoint)
+        let moved = Endpoint.udp(address: [192, 0, 2, 2], port: 2001)
+        #expect(pair.a.configure(pair.bKey.publicKey, derp: pair.aDERP, candidates: [moved], now: pair.now) == [.route(pair.bKey.publicKey, via: pair.aDERP)])
+        #expect(pair.a.directPath(of: pair.bKey.publicKey) == nil)
+    }
+
     /// Authenticated WireGuard traffic from the direct endpoint keeps it alive even when pongs are lost.
     @Test func trafficCountsAsLiveness() {
         let pair = DirectPair()

@@ -87,6 +87,13 @@ final class DirectPaths {
             if peer.direct == nil, let derp { outputs.append(.route(key, via: derp)) }
         }
         if peer.announced != announced {
+            // The peer withdrew the endpoint in use (it restarted on another port, or lost that address): it is
+            // gone, so go back to DERP now rather than after the trust window.
+            if let direct = peer.direct, peer.announced.contains(direct), !announced.contains(direct) {
+                (peer.direct, peer.rtt, peer.lastHeard) = (nil, nil, nil)
+                peer.learned.removeAll { $0 == direct }
+                if let derp = peer.derp { outputs.append(.route(key, via: derp)) }
+            }
             peer.announced = announced
             (peer.backoff, peer.nextRound) = (DirectPathTimers.initialBackoff, now)
         }
