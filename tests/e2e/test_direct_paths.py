@@ -1,33 +1,13 @@
 """Direct UDP paths between the gateway's mesh node and a real agent process on the same host: the relay carries
 the first packets, a direct path takes over (shown with its address and round trip), and
 --block-direct-connections (server or agent) keeps everything on the relay, still working."""
-import secrets
 import time
 
 import pytest
 
-from agent import AgentProcess, HTTPApp, agent_view, create_workspace_agent, free_port, wait_path, wait_reachable
+from agent import AgentProcess, agent_view, create_workspace_agent, free_port, wait_path, wait_reachable
+from agent import app, processes  # noqa: F401 (fixtures)
 from conftest import API
-
-
-@pytest.fixture
-def processes():
-    started = []
-    yield started
-    for process in reversed(started):
-        process.stop()
-
-
-@pytest.fixture
-def app(tmp_path, processes):
-    content = tmp_path / "site"
-    content.mkdir()
-    marker = secrets.token_hex(16)
-    (content / "hello.txt").write_text(f"hello {marker}\n")
-    app = HTTPApp(content, free_port())
-    processes.append(app)
-    app.marker = marker
-    return app
 
 
 def start(start_server, processes, server_args=(), agent_args=()):
