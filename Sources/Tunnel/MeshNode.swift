@@ -9,6 +9,8 @@ public final class MeshNode: Sendable {
     public let privateKey: NodePrivateKey
     public let address: MeshAddress
     public let channel: any Channel
+    /// How this node uses direct UDP paths (see MeshNode+Direct).
+    public let directConfiguration: DirectPathConfiguration
     let state: NIOLoopBound<LoopState>
     private let timer: NIOLoopBound<RepeatedTask?>
 
@@ -27,6 +29,8 @@ public final class MeshNode: Sendable {
         var derpLinks: [Int: any DERPLink] = [:]
         /// The stream transport (UDP port `MeshStreamTransport.port` on our address).
         var streams: MeshStreamMultiplexer?
+        /// Direct UDP paths to managed peers (see MeshNode+Direct); set once the socket is bound.
+        var direct: DirectPaths?
 
         init(device: WireGuardDevice, address: MeshAddress) { (self.device, self.address) = (device, address) }
 
@@ -75,15 +79,19 @@ public final class MeshNode: Sendable {
         }
     }
 
-    private init(privateKey: NodePrivateKey, address: MeshAddress, channel: any Channel, state: NIOLoopBound<LoopState>, timer: NIOLoopBound<RepeatedTask?>) {
+    private init(
+        privateKey: NodePrivateKey, address: MeshAddress, channel: any Channel, directConfiguration: DirectPathConfiguration,
+        state: NIOLoopBound<LoopState>, timer: NIOLoopBound<RepeatedTask?>
+    ) {
         (self.privateKey, self.address, self.channel, self.state, self.timer) = (privateKey, address, channel, state, timer)
+        self.directConfiguration = directConfiguration
     }
 
     /// Binds a UDP socket at `host:port` (port 0: any) and starts the device's timers.
     public static func start(
         privateKey: NodePrivateKey, address: MeshAddress, host: String = "0.0.0.0", port: Int = 0,
         configuration: WireGuardDevice.Configuration = .init(), streamParameters: MeshStreamTransport.Parameters = .init(),
-        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        direct: DirectPathConfiguration = .init(), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> MeshNode {
         let loop = group.next()
         let state = try await loop.submit {
@@ -100,15 +108,22 @@ public final class MeshNode: Sendable {
             .bind(host: host, port: port).get()
         let timer = try await loop.submit {
             state.value.channel = channel
+            let family = channel.localAddress?.protocol
+            state.value.direct = DirectPaths(privateKey: privateKey, configuration: direct) { endpoint in
+                endpoint.socketAddress?.protocol == family && UDPRoute.exists(to: endpoint)
+            }
             state.value.streams = MeshStreamMultiplexer(
                 localKey: privateKey.publicKey, eventLoop: loop, parent: channel, parameters: streamParameters
             ) { [weak node = state.value] datagrams, peer in node?.transmitStreamDatagrams(datagrams, to: peer) }
             let task = loop.scheduleRepeatedTask(initialDelay: tickInterval, delay: tickInterval) { _ in
-                state.value.handle(state.value.device.tick(now: .now))
+                let node = state.value
+                let now = ContinuousClock.now
+                node.handle(node.device.tick(now: now))
+                node.handleDirect(node.direct?.tick(now: now, lastReceipt: node.device.lastReceipt) ?? [])
             }
             return NIOLoopBound<RepeatedTask?>(task, eventLoop: loop)
         }.get()
-        return MeshNode(privateKey: privateKey, address: address, channel: channel, state: state, timer: timer)
+        return MeshNode(privateKey: privateKey, address: address, channel: channel, directConfiguration: direct, state: state, timer: timer)
     }
 
     public var localPort: Int? { channel.localAddress?.port }

@@ -64,6 +64,29 @@ final class FakeAgentPaths: AgentPathProvider {
 }
 
 extension GatewayMeshTests {
+    /// Both nodes announce their endpoints through the coordinator: the gateway's path to the agent turns direct,
+    /// to the agent's UDP address, with the probes' round trip, and streams work over it.
+    @Test func directPathToAnAgent() async throws {
+        try await withAgentInCoordinator(direct: .init(includeLoopback: true)) { mesh, agentID, port in
+            try await expectEchoRoundTrip(of: 10_000) { initializer in
+                try await mesh.openStream(toAgent: agentID, service: .tcp(port: port), initializer: initializer)
+            }
+            let deadline = ContinuousClock.now + .seconds(20)
+            var link = await mesh.link(toAgent: agentID)
+            while link.map({ if case .direct = $0.path { false } else { true } }) ?? true {
+                guard ContinuousClock.now < deadline else { throw TestFailure("the path never turned direct: \(String(describing: link))") }
+                try await Task.sleep(for: .milliseconds(20))
+                link = await mesh.link(toAgent: agentID)
+            }
+            guard case .direct(let endpoint) = link?.path else { return }
+            #expect(endpoint.hasPrefix("127.0.0.1:"))
+            #expect(link?.rtt.map { $0 > .zero && $0 < .seconds(1) } == true)
+            try await expectEchoRoundTrip(of: 200_000) { initializer in
+                try await mesh.openStream(toAgent: agentID, service: .tcp(port: port), initializer: initializer)
+            }
+        }
+    }
+
     /// The real thing: the gateway knows no path to an agent it has not dialed; once it has, the path is the relay's
     /// region and the round trip the stream connection's; the background echo measures one too.
     @Test func pathAndRoundTripToAnAgent() async throws {

@@ -13,8 +13,9 @@ import Tunnel
     /// A running gateway with its relay, the gateway's mesh node (with `coordinator`, if any), and an agent node
     /// whose only path is the relay over TLS (as one behind NAT would have), serving `tcp:PORT` in front of an
     /// echo server on 127.0.0.1. `body` gets the mesh, the agent and the echo server's port.
+    /// With `direct`, both nodes use it (and the gateway's binds loopback, like the agent's).
     func withGatewayAndAgent(
-        agentAddress: MeshAddress = .random(), coordinator: Coordinator? = nil,
+        agentAddress: MeshAddress = .random(), coordinator: Coordinator? = nil, direct: DirectPathConfiguration? = nil,
         _ body: @escaping @Sendable (GatewayMesh, MeshNode, UInt16) async throws -> Void
     ) async throws {
         let relay = DERPServer(privateKey: .generate())
@@ -25,8 +26,11 @@ import Tunnel
         try await withRunningGateway(derp: relay) { address, server in
             let logger = Logger(label: "gateway-mesh-test")
             let region = DERPMap.embeddedRegionID
-            let mesh = try await GatewayMesh.start(privateKey: .generate(), address: .random(), relay: relay, region: region, coordinator: coordinator, logger: logger)
-            let agent = try await MeshNode.start(privateKey: .generate(), address: agentAddress, host: "127.0.0.1")
+            let mesh = try await GatewayMesh.start(
+                privateKey: .generate(), address: .random(), relay: relay, region: region, coordinator: coordinator, direct: direct ?? .init(),
+                host: direct == nil ? "0.0.0.0" : "127.0.0.1", logger: logger
+            )
+            let agent = try await MeshNode.start(privateKey: .generate(), address: agentAddress, host: "127.0.0.1", direct: direct ?? .init())
             try await agent.listen { MeshTCPForward().decision(for: $0) ?? .refuse(reason: "tcp only") }
             let agentLink = DERPClient(configuration: .init(url: derpURL(address), privateKey: agent.privateKey, trust: pin(server), isHome: true), logger: logger)
             let meshService = ServiceGroup(configuration: .init(services: [mesh], logger: logger))
@@ -72,20 +76,27 @@ import Tunnel
 
     /// `withGatewayAndAgent` with a coordinator, which the agent joins in-process as a fresh agent id: it publishes
     /// its node and applies the peers it is told about. `body` gets the mesh, the agent's id and the echo port.
-    func withAgentInCoordinator(_ body: @escaping @Sendable (GatewayMesh, UUID, UInt16) async throws -> Void) async throws {
+    /// With `direct`, the agent announces its endpoints and takes the gateway's, as a real agent does.
+    func withAgentInCoordinator(
+        direct: DirectPathConfiguration? = nil, _ body: @escaping @Sendable (GatewayMesh, UUID, UInt16) async throws -> Void
+    ) async throws {
         let coordinator = Coordinator(authorizer: TunnelPolicy { _, _ in false }, clock: SystemWallClock())
         let agentID = UUID()
-        try await withGatewayAndAgent(agentAddress: .agent(agentID), coordinator: coordinator) { mesh, agent, port in
+        try await withGatewayAndAgent(agentAddress: .agent(agentID), coordinator: coordinator, direct: direct) { mesh, agent, port in
+            let exchangesEndpoints = direct != nil
             let (connection, updates) = await coordinator.connect(.agent(agentID, workspaceID: UUID(), ownerID: UUID()))
             let node = CoordinatorNode(
                 key: agent.privateKey.publicKey, addresses: [MeshPrefix(agent.address, length: 128)!], homeRegion: DERPMap.embeddedRegionID,
-                endpoints: [], version: "test"
+                endpoints: exchangesEndpoints ? agent.localEndpoints() : [], version: "test"
             )
             await coordinator.receive(Array(CoordinatorWire.encode(CoordinatorRequest.updateSelf(node)).utf8), from: connection)
             let applying = Task {
                 for await case .message(.peerUpdates(let peerUpdates)) in updates {
                     for case .node(let peer) in peerUpdates {
-                        try await agent.ensurePeer(MeshPeer(key: peer.key, address: peer.addresses[0].address, homeRegion: peer.homeRegion))
+                        try await agent.ensurePeer(MeshPeer(
+                            key: peer.key, address: peer.addresses[0].address, homeRegion: peer.homeRegion,
+                            endpoints: exchangesEndpoints ? peer.endpoints : []
+                        ))
                     }
                 }
             }

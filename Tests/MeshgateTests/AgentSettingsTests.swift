@@ -26,6 +26,8 @@ import Tunnel
         #expect(settings.token == "abc-def")
         #expect(settings.allowedPorts == [8080, 3000])
         #expect(settings.trust == .systemRoots)
+        #expect(!settings.blockDirectConnections)
+        #expect(try resolve(flags: ["url": "http://x", "token": "t", "block-direct-connections": "yes"]).blockDirectConnections)
     }
 
     @Test func appsFromFileAndFlags() throws {

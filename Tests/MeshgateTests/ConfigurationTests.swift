@@ -145,5 +145,7 @@ import Testing
         #expect(try resolve(flags: ["derp-server-accept-rate": "50"]).derpAcceptRate == 50)
         #expect(throws: ConfigurationError.self) { try resolve(flags: ["derp-server-accept-rate": "-1"]) }
         #expect(try resolve(file: ["derp-force-websockets": "true"]).derpForceWebSockets)
+        #expect(try !resolve().blockDirectConnections)
+        #expect(try resolve(environment: ["MESHGATE_BLOCK_DIRECT_CONNECTIONS": "true"]).blockDirectConnections)
     }
 }

@@ -1,11 +1,14 @@
 """Helpers for tests with real agents: a `meshgate agent` process, a Python http.server app, a workspace with
 an agent made through the API, and the gateway's reachability check."""
+import secrets
 import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.parse
+
+import pytest
 
 from conftest import MeshgateProcess
 
@@ -83,3 +86,37 @@ def wait_status(api, agent_id, wanted, timeout=20):
             return view
         time.sleep(0.1)
     raise AssertionError(f"agent status {wanted!r} not reached: {view}")
+
+
+def wait_path(api, agent_id, kind, timeout=20):
+    """Polls the agent's view until the gateway's path to it is of `kind` (`direct` or `derp`); returns the view."""
+    deadline = time.monotonic() + timeout
+    view = None
+    while time.monotonic() < deadline:
+        view = agent_view(api, agent_id)
+        if (view.get("path") or {}).get("kind") == kind:
+            return view
+        time.sleep(0.1)
+    raise AssertionError(f"path {kind!r} not reached: {view}")
+
+
+@pytest.fixture
+def processes():
+    """Processes a test starts, stopped in reverse order after it."""
+    started = []
+    yield started
+    for process in reversed(started):
+        process.stop()
+
+
+@pytest.fixture
+def app(tmp_path, processes):
+    """An HTTPApp serving hello.txt with a random marker (`app.marker`)."""
+    content = tmp_path / "site"
+    content.mkdir()
+    marker = secrets.token_hex(16)
+    (content / "hello.txt").write_text(f"hello from the workspace {marker}\n")
+    app = HTTPApp(content, free_port())
+    processes.append(app)
+    app.marker = marker
+    return app

@@ -1,33 +1,11 @@
 """Agents as separate processes: the gateway reaches a workspace app through a mesh stream, and both ends come
 back by themselves after the agent or the server restarts."""
-import secrets
 import signal
 import time
 
-import pytest
-
-from agent import AgentProcess, HTTPApp, agent_view, create_workspace_agent, free_port, wait_reachable, wait_status
+from agent import AgentProcess, agent_view, create_workspace_agent, free_port, wait_reachable, wait_status
+from agent import app, processes  # noqa: F401 (fixtures)
 from conftest import API
-
-
-@pytest.fixture
-def processes():
-    started = []
-    yield started
-    for process in reversed(started):
-        process.stop()
-
-
-@pytest.fixture
-def app(tmp_path, processes):
-    content = tmp_path / "site"
-    content.mkdir()
-    marker = secrets.token_hex(16)
-    (content / "hello.txt").write_text(f"hello from the workspace {marker}\n")
-    app = HTTPApp(content, free_port())
-    processes.append(app)
-    app.marker = marker
-    return app
 
 
 def test_gateway_reaches_app_and_survives_restarts(start_server, app, processes):
@@ -49,7 +27,8 @@ def test_gateway_reaches_app_and_survives_restarts(start_server, app, processes)
     assert app.marker in body["body"]
     view = wait_status(api, agent_id, "connected")
     assert view["version"]
-    assert view["path"] == {"kind": "derp", "region": 999}
+    # The first packets cross the relay; a direct UDP path takes over once probes answer (test_direct_paths.py).
+    assert view["path"]["kind"] in ("derp", "direct")
 
     # Killed without a goodbye, then started again: reachable within 5 s of the new process starting.
     agent.stop(signal.SIGKILL)

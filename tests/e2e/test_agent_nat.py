@@ -1,10 +1,10 @@
 """An agent behind NAT (its own network namespace, masqueraded, no inbound route): the gateway still reaches
-its app, through the DERP relay the agent dialed out to."""
+its app, first through the DERP relay the agent dialed out to, then over a hole-punched direct UDP path."""
 import secrets
 
 import pytest
 
-from agent import AgentProcess, HTTPApp, create_workspace_agent, free_port, wait_reachable, wait_status
+from agent import AgentProcess, HTTPApp, create_workspace_agent, free_port, wait_path, wait_reachable, wait_status
 from conftest import API
 from nat import NATWorkspace, available
 
@@ -38,8 +38,14 @@ def test_gateway_reaches_an_agent_behind_nat(start_server, tmp_path, workspace):
         agent.wait_for_log("coordinator connected")
         _, body = wait_reachable(api, agent_id, app_port, "/index.html")
         assert marker in body["body"]
-        view = wait_status(api, agent_id, "connected")
-        assert view["path"]["kind"] == "derp"
+        wait_status(api, agent_id, "connected")
+        # Hole punching works through this NAT: the agent's probes to the gateway's interface address leave the
+        # router masqueraded, the gateway learns that address from them and its own probes come back in as replies
+        # of the same flow. So the path goes direct, to the router's address, not the workspace's.
+        view = wait_path(api, agent_id, "direct")
+        assert view["path"]["endpoint"].startswith(workspace.router_wan + ":"), view["path"]
+        _, body = wait_reachable(api, agent_id, app_port, "/index.html")
+        assert marker in body["body"]
     finally:
         agent.stop()
         app.stop()

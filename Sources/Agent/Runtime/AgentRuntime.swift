@@ -18,9 +18,15 @@ public struct AgentConfiguration: Sendable {
     public var allowedPorts: Set<UInt16>?
     /// The agent software's version, reported to the server.
     public var version: String
+    /// Direct UDP paths to peers (`--block-direct-connections` keeps everything on DERP).
+    public var direct: DirectPathConfiguration
 
-    public init(url: URL, token: String, trust: DERPTrust = .systemRoots, apps: [AgentApp] = [], allowedPorts: Set<UInt16>? = nil, version: String) {
+    public init(
+        url: URL, token: String, trust: DERPTrust = .systemRoots, apps: [AgentApp] = [], allowedPorts: Set<UInt16>? = nil, version: String,
+        direct: DirectPathConfiguration = .init()
+    ) {
         (self.url, self.token, self.trust, self.apps, self.allowedPorts, self.version) = (url, token, trust, apps, allowedPorts, version)
+        self.direct = direct
     }
 }
 
@@ -78,7 +84,7 @@ public final class AgentRuntime: Sendable {
         guard let home = Self.homeRegion(in: derpMap) else {
             throw AgentRuntimeError.noRelay("the server's DERP map has no relay this agent can use")
         }
-        let node = try await MeshNode.start(privateKey: .generate(), address: .agent(identity.id))
+        let node = try await MeshNode.start(privateKey: .generate(), address: .agent(identity.id), direct: configuration.direct)
         logger.notice("agent joining the mesh", metadata: [
             "agent.id": "\(identity.id)", "mesh.node_key": "\(node.privateKey.publicKey.shortForm)", "mesh.address": "\(node.address)",
             "derp.region": "\(home.region)", "derp.url": "\(home.url)",
@@ -89,10 +95,6 @@ public final class AgentRuntime: Sendable {
         try await node.listen { request in
             forward.decision(for: request) ?? terminals.decision(for: request) ?? .refuse(reason: "this agent does not offer \(request.service)")
         }
-        coordinator.update(CoordinatorNode(
-            key: node.privateKey.publicKey, addresses: [MeshPrefix(node.address, length: 128)!], homeRegion: home.region, endpoints: [],
-            version: configuration.version
-        ))
         let derp = DERPClient(configuration: .init(url: home.url, privateKey: node.privateKey, trust: home.trust, isHome: true), logger: logger)
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
@@ -112,6 +114,7 @@ public final class AgentRuntime: Sendable {
             }
             group.addTask { await self.coordinator.run { event in await self.handle(event, node: node) } }
             group.addTask { await self.reportApps() }
+            group.addTask { await self.announce(node, homeRegion: home.region) }
             await group.waitForAll()  // until cancelled
         }
         try? await node.close()
@@ -131,7 +134,9 @@ public final class AgentRuntime: Sendable {
                 switch update {
                 case .node(let peer):
                     guard let address = peer.addresses.first?.address else { continue }
-                    try? await node.ensurePeer(MeshPeer(key: peer.key, address: address, homeRegion: peer.homeRegion == 0 ? nil : peer.homeRegion))
+                    try? await node.ensurePeer(
+                        MeshPeer(key: peer.key, address: address, homeRegion: peer.homeRegion == 0 ? nil : peer.homeRegion, endpoints: peer.endpoints)
+                    )
                     // A new peer (the gateway opening its first stream here) already sent its handshake, which was
                     // dropped while this agent did not know it yet; WireGuard would retry only after 5 s.
                     if peers.withLock({ $0.insert(peer.key).inserted }) { try? await node.forceHandshake(with: peer.key) }
@@ -146,6 +151,26 @@ public final class AgentRuntime: Sendable {
             }
         }
     }
+
+    /// Publishes this agent's node, then again whenever its UDP endpoints change (interfaces come and go), until
+    /// cancelled. The coordinator client re-sends the latest one after each reconnect.
+    private func announce(_ node: MeshNode, homeRegion: Int) async {
+        var announced: [String]?
+        while !Task.isCancelled {
+            let endpoints = node.localEndpoints()
+            if endpoints != announced {
+                coordinator.update(CoordinatorNode(
+                    key: node.privateKey.publicKey, addresses: [MeshPrefix(node.address, length: 128)!], homeRegion: homeRegion,
+                    endpoints: Array(endpoints.prefix(CoordinatorWire.maxEndpoints)), version: configuration.version
+                ))
+                announced = endpoints
+            }
+            try? await Task.sleep(for: Self.endpointRefreshInterval)
+        }
+    }
+
+    /// How often the node's UDP endpoints are re-read and re-announced when changed.
+    static let endpointRefreshInterval: Duration = .seconds(30)
 
     /// Sends the apps and their health on start, after each coordinator reconnect and after every health
     /// change; a failed send is retried with backoff unless a newer report supersedes it.

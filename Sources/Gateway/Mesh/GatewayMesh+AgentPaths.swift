@@ -11,7 +11,7 @@ struct AgentEcho: Sendable {
 /// The gateway node's path and round trip to each agent it knows, for the API.
 ///
 /// Round trip: the smoothed RTT of the mesh-stream connection when there is one (it measures every packet), else
-/// the latest echo. Echoes run in the background, each known agent once as soon as it is learned and then every
+/// the direct path's latest probe, else the latest echo. Echoes run in the background, each known agent once as soon as it is learned and then every
 /// `echoInterval`, rather than lazily on an API read: a read then never waits on the network (nor on a dead
 /// agent's timeout), an 8-byte echo per agent every 15 s costs next to nothing, and it keeps the WireGuard
 /// session warm for the next app request.
@@ -32,6 +32,7 @@ extension GatewayMesh: AgentPathProvider {
         if let statistics = try? await node.streamStatistics(with: peer.key), statistics.hasRTTSample {
             return AgentLink(path: path, rtt: statistics.smoothedRTT)
         }
+        if case .udp = endpoint, let probed = try? await node.directPath(to: peer.key)?.rtt { return AgentLink(path: path, rtt: probed) }
         return AgentLink(path: path, rtt: echoes.withLock { $0[address]?.rtt })
     }
 

@@ -9,20 +9,21 @@ import Tunnel
 extension GatewayMesh {
     /// How long `openStream(toAgent:)` waits for the coordinator to produce the node of an agent it knows.
     public static let agentLookupTimeout: Duration = .seconds(5)
+    /// How often the node's UDP endpoints are re-read (interfaces come and go) and re-announced when changed.
+    public static let endpointRefreshInterval: Duration = .seconds(30)
 
     /// Runs until cancelled: the in-process coordinator session of this node.
     public func coordinate(with coordinator: Coordinator) async {
         let (connection, updates) = await coordinator.connect(.gateway)
         session.withLock { $0.coordinator = (coordinator, connection) }
-        let me = CoordinatorNode(
-            key: node.privateKey.publicKey, addresses: [MeshPrefix(node.address, length: 128)!], homeRegion: peer.homeRegion ?? 0,
-            endpoints: [], version: BuildInfo.version
-        )
-        await coordinator.receive(Array(CoordinatorWire.encode(CoordinatorRequest.updateSelf(me)).utf8), from: connection)
         await withTaskCancellationHandler {
-            for await outgoing in updates {
-                guard case .message(.peerUpdates(let peerUpdates)) = outgoing else { continue }
-                for update in peerUpdates { await apply(update) }
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await self.announce(to: coordinator, as: connection) }
+                for await outgoing in updates {
+                    guard case .message(.peerUpdates(let peerUpdates)) = outgoing else { continue }
+                    for update in peerUpdates { await apply(update) }
+                }
+                group.cancelAll()
             }
         } onCancel: {
             Task { await coordinator.release(connection) }
@@ -30,11 +31,28 @@ extension GatewayMesh {
         session.withLock { $0.coordinator = nil }
     }
 
+    /// Publishes this node, then again whenever its UDP endpoints change, until cancelled.
+    private func announce(to coordinator: Coordinator, as connection: ConnectionID) async {
+        var announced: [String]?
+        while !Task.isCancelled {
+            let endpoints = node.localEndpoints()
+            if endpoints != announced {
+                let me = CoordinatorNode(
+                    key: node.privateKey.publicKey, addresses: [MeshPrefix(node.address, length: 128)!], homeRegion: peer.homeRegion ?? 0,
+                    endpoints: Array(endpoints.prefix(CoordinatorWire.maxEndpoints)), version: BuildInfo.version
+                )
+                await coordinator.receive(Array(CoordinatorWire.encode(CoordinatorRequest.updateSelf(me)).utf8), from: connection)
+                announced = endpoints
+            }
+            try? await Task.sleep(for: Self.endpointRefreshInterval)
+        }
+    }
+
     private func apply(_ update: PeerUpdate) async {
         switch update {
         case .node(let described):
             guard let address = described.addresses.first?.address else { return }
-            let peer = MeshPeer(key: described.key, address: address, homeRegion: described.homeRegion)
+            let peer = MeshPeer(key: described.key, address: address, homeRegion: described.homeRegion, endpoints: described.endpoints)
             try? await node.ensurePeer(peer)
             let waiters = session.withLock { session in
                 session.peers[address] = peer

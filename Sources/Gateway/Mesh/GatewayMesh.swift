@@ -22,12 +22,13 @@ public final class GatewayMesh: Service, MeshDialer {
         (self.node, self.relay, self.region, self.coordinator, self.logger) = (node, relay, region, coordinator, logger)
     }
 
-    /// Starts the node (UDP on an ephemeral port, for direct paths later) with the gateway's key and address.
+    /// Starts the node (UDP on an ephemeral port, for direct paths to agents) with the gateway's key and address.
     /// With a coordinator, `run` also keeps this node's session in it (see GatewayMesh+Coordinator).
     public static func start(
-        privateKey: NodePrivateKey, address: MeshAddress, relay: DERPServer?, region: Int, coordinator: Coordinator? = nil, logger: Logger
+        privateKey: NodePrivateKey, address: MeshAddress, relay: DERPServer?, region: Int, coordinator: Coordinator? = nil,
+        direct: DirectPathConfiguration = .init(), host: String = "0.0.0.0", logger: Logger
     ) async throws -> GatewayMesh {
-        let node = try await MeshNode.start(privateKey: privateKey, address: address)
+        let node = try await MeshNode.start(privateKey: privateKey, address: address, host: host, direct: direct)
         return GatewayMesh(node: node, relay: relay, region: region, coordinator: coordinator, logger: logger)
     }
 

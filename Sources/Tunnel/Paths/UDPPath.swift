@@ -50,10 +50,27 @@ final class UDPPathHandler: ChannelInboundHandler {
         let envelope = unwrapInboundIn(data)
         guard let endpoint = Endpoint(envelope.remoteAddress) else { return }
         let datagram = Array(envelope.data.readableBytesView)
-        node.handle(node.device.receive(datagram, from: endpoint, now: .now))
+        if DirectProbe.isProbe(datagram) {
+            node.handleDirect(node.direct?.receive(datagram, from: endpoint, now: .now) ?? [])
+        } else {
+            node.handle(node.device.receive(datagram, from: endpoint, now: .now))
+        }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
         context.flush()
+    }
+}
+
+/// Whether the host has a route to a UDP endpoint, asked of the kernel without sending anything: `connect` on a
+/// throwaway datagram socket fails at once (ENETUNREACH) when there is none. A send on the node's socket would fail
+/// the same way, and SwiftNIO closes a datagram channel on that error.
+enum UDPRoute {
+    static func exists(to endpoint: Endpoint) -> Bool {
+        guard let address = endpoint.socketAddress else { return false }
+        let fd = socket(address.protocol == .inet6 ? AF_INET6 : AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        return address.withSockAddr { connect(fd, $0, socklen_t($1)) } == 0
     }
 }

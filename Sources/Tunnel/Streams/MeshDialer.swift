@@ -6,9 +6,11 @@ public struct MeshPeer: Hashable, Sendable {
     public var address: MeshAddress
     /// Its home DERP region: the path until a direct one is known.
     public var homeRegion: Int?
+    /// The UDP endpoints it announced (`ip:port`): candidates for a direct path.
+    public var endpoints: [String]
 
-    public init(key: NodePublicKey, address: MeshAddress, homeRegion: Int?) {
-        (self.key, self.address, self.homeRegion) = (key, address, homeRegion)
+    public init(key: NodePublicKey, address: MeshAddress, homeRegion: Int?, endpoints: [String] = []) {
+        (self.key, self.address, self.homeRegion, self.endpoints) = (key, address, homeRegion, endpoints)
     }
 }
 
@@ -28,17 +30,15 @@ extension MeshNode: MeshDialer {
         return try await openStream(to: peer.key, service: service, initializer: initializer)
     }
 
-    /// Makes `peer` known to WireGuard: its address as allowed IP, and its home region as the path when no
-    /// endpoint is known yet. Does nothing for a peer already configured that way.
+    /// Makes `peer` known to WireGuard: its address as allowed IP, and its home region as the path until a direct
+    /// one answers (MeshNode+Direct). Does nothing for a peer already configured that way.
     public func ensurePeer(_ peer: MeshPeer) async throws {
         try await onLoop { state in
             let device = state.device
             if device.meshAddress(of: peer.key) != peer.address {
                 device.addPeer(peer.key, allowedIPs: [MeshPrefix(peer.address, length: 128)!])
             }
-            if device.endpoint(of: peer.key) == nil, let region = peer.homeRegion {
-                device.setEndpoint(.derp(region: region, node: peer.key), for: peer.key)
-            }
+            state.manage(peer)
         }
     }
 
@@ -47,6 +47,7 @@ extension MeshNode: MeshDialer {
     public func removePeer(_ key: NodePublicKey) async throws {
         try await onLoop { state in
             state.streams?.close(peer: key, reason: "the peer left the mesh")
+            state.direct?.remove(key)
             state.device.removePeer(key)
         }
     }

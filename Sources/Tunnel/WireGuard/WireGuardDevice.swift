@@ -84,6 +84,11 @@ public final class WireGuardDevice {
     }
 
     public func setEndpoint(_ endpoint: Endpoint, for key: NodePublicKey) { peers[key]?.endpoint = endpoint }
+    /// Whether `key`'s endpoint follows its authenticated packets (WireGuard's roaming; the default). Off for peers
+    /// whose path a path manager chooses, so a packet that still arrives over DERP does not undo a direct path.
+    public func setRoaming(_ roams: Bool, for key: NodePublicKey) { peers[key]?.roams = roams }
+    /// Where and when `key`'s latest authenticated packet arrived.
+    public func lastReceipt(of key: NodePublicKey) -> (endpoint: Endpoint, at: ContinuousClock.Instant)? { peers[key]?.lastReceipt }
     public func endpoint(of key: NodePublicKey) -> Endpoint? { peers[key]?.endpoint }
     /// The peer's own mesh address: its first single-address allowed IP.
     public func meshAddress(of key: NodePublicKey) -> MeshAddress? { peers[key]?.allowedIPs.first { $0.length == 128 }?.address }
@@ -197,7 +202,7 @@ public final class WireGuardDevice {
         peer.next = Keypair(
             sendKey: keys.send, receiveKey: keys.receive, localIndex: localIndex, remoteIndex: state.initiatorIndex, createdAt: now, isInitiator: false
         )
-        peer.endpoint = endpoint
+        roam(peer, to: endpoint, now: now)
         noteReceived(peer, now: now)
         noteSent(peer, now: now, isData: false)
         return [.transmit(response, to: endpoint)]
@@ -218,7 +223,7 @@ public final class WireGuardDevice {
             createdAt: now, isInitiator: true
         )
         install(keypair, for: peer, now: now)
-        peer.endpoint = endpoint
+        roam(peer, to: endpoint, now: now)
         noteReceived(peer, now: now)
         // Send what waited; with nothing waiting, a keepalive confirms the session to the responder.
         let waiting = peer.queue
@@ -261,7 +266,7 @@ public final class WireGuardDevice {
             peer.queue = []
             outputs += waiting.flatMap { send($0, to: peer, now: now) }
         }
-        peer.endpoint = endpoint
+        roam(peer, to: endpoint, now: now)
         noteReceived(peer, now: now)
         if let current = peer.current, current.isInitiator, !peer.rekeyRequestedOnReceive,
             now - current.createdAt >= WireGuardTimers.rejectAfterTime - WireGuardTimers.keepaliveTimeout - WireGuardTimers.rekeyTimeout
@@ -331,6 +336,11 @@ public final class WireGuardDevice {
         peer.lastHandshakeCompletedAt = now
         peer.rekeyRequestedOnReceive = false
         peer.handshakesCompleted += 1
+    }
+
+    private func roam(_ peer: WireGuardPeer, to endpoint: Endpoint, now: ContinuousClock.Instant) {
+        peer.lastReceipt = (endpoint, now)
+        if peer.roams || peer.endpoint == nil { peer.endpoint = endpoint }
     }
 
     private func noteSent(_ peer: WireGuardPeer, now: ContinuousClock.Instant, isData: Bool) {

@@ -14,6 +14,10 @@ final class WireGuardPeer {
     var allowedIPs: [MeshPrefix]
     /// Where packets to this peer go; follows the latest authenticated packet (roaming).
     var endpoint: Endpoint?
+    /// Whether `endpoint` follows authenticated packets (see `WireGuardDevice.setRoaming`).
+    var roams = true
+    /// The latest authenticated packet's source and arrival.
+    var lastReceipt: (endpoint: Endpoint, at: ContinuousClock.Instant)?
 
     // Sessions
     var handshake: Handshake = .idle

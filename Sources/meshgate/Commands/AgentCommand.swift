@@ -4,6 +4,7 @@ import Foundation
 import Gateway
 import Logging
 import ServiceLifecycle
+import Tunnel
 import UnixSignals
 
 /// `meshgate agent`: runs inside a workspace and dials out to the primary only.
@@ -36,6 +37,9 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(name: .customLong("app"), help: "An app: SLUG=URL[,name=…][,share=owner|authenticated|public][,subdomain][,health=/path][,interval=5s][,threshold=3]. Repeatable.")
     var apps: [String] = []
 
+    @Option(name: .customLong("block-direct-connections"), help: "Keep mesh traffic on the DERP relay: no direct UDP paths. (env: MESHGATE_AGENT_BLOCK_DIRECT_CONNECTIONS; default: false)")
+    var blockDirectConnections: String?
+
     @Option(name: .customLong("log-format"), help: "text or json. (env: MESHGATE_AGENT_LOG_FORMAT; default: text)")
     var logFormat: String?
 
@@ -49,7 +53,7 @@ struct AgentCommand: AsyncParsableCommand {
             typealias O = AgentSettings.Option
             let pairs: [(String, String?)] = [
                 (O.url, url), (O.token, token), (O.tlsFingerprint, tlsFingerprint), (O.allowedPorts, allowedPorts),
-                (O.logFormat, logFormat), (O.logLevel, logLevel),
+                (O.logFormat, logFormat), (O.logLevel, logLevel), (O.blockDirectConnections, blockDirectConnections),
             ]
             settings = try AgentSettings.resolve(
                 flags: Dictionary(uniqueKeysWithValues: pairs.compactMap { name, value in value.map { (name, $0) } }), appFlags: apps,
@@ -64,7 +68,7 @@ struct AgentCommand: AsyncParsableCommand {
         let runtime = AgentRuntime(
             configuration: AgentConfiguration(
                 url: settings.url, token: settings.token, trust: settings.trust, apps: settings.apps, allowedPorts: settings.allowedPorts,
-                version: BuildInfo.version
+                version: BuildInfo.version, direct: DirectPathConfiguration(blocked: settings.blockDirectConnections)
             ),
             logger: logger
         )

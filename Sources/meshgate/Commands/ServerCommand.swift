@@ -86,6 +86,9 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(name: .customLong("derp-force-websockets"), help: "Dial DERP relays (mesh peers) over WebSockets only, never Upgrade: DERP. (env: MESHGATE_DERP_FORCE_WEBSOCKETS; default: false)")
     var derpForceWebSockets: String?
 
+    @Option(name: .customLong("block-direct-connections"), help: "Keep mesh traffic to agents on the DERP relay: no direct UDP paths. (env: MESHGATE_BLOCK_DIRECT_CONNECTIONS; default: false)")
+    var blockDirectConnections: String?
+
     @Option(name: .customLong("derp-server-accept-rate"), help: "New relay connections accepted per second (bursts of one second's worth); excess upgrades get 429. 0: unlimited. (env: MESHGATE_DERP_SERVER_ACCEPT_RATE; default: 0)")
     var derpServerAcceptRate: String?
 
@@ -103,6 +106,7 @@ struct ServerCommand: AsyncParsableCommand {
             (O.agentConnectionTimeout, agentConnectionTimeout), (O.disablePathApps, disablePathApps), (O.allowPathAppSharing, allowPathAppSharing), (O.dev, dev.map { $0 ? "true" : "false" }),
             (O.derpServerEnable, derpServerEnable), (O.derpConfigPath, derpConfigPath), (O.derpConfigURL, derpConfigURL),
             (O.derpMeshKey, derpMeshKey), (O.derpMeshPeers, derpMeshPeers), (O.derpForceWebSockets, derpForceWebSockets),
+            (O.blockDirectConnections, blockDirectConnections),
             (O.derpAcceptRate, derpServerAcceptRate),
         ]
         return Dictionary(uniqueKeysWithValues: pairs.compactMap { name, value in value.map { (name, $0) } })

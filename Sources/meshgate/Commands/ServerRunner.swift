@@ -59,7 +59,8 @@ struct ServerRunner {
         if let relay = derp?.server {
             let nodeKey = try NodePrivateKey.loadOrCreate(path: configuration.dataDirectory + "/node.key")
             let node = try await GatewayMesh.start(
-                privateKey: nodeKey, address: .random(), relay: relay, region: DERPMap.embeddedRegionID, coordinator: environment.coordinator, logger: logger
+                privateKey: nodeKey, address: .random(), relay: relay, region: DERPMap.embeddedRegionID, coordinator: environment.coordinator,
+                direct: DirectPathConfiguration(blocked: settings.blockDirectConnections), logger: logger
             )
             // Its paths and round trips to agents are part of the agents' state in the API.
             environment.agentPaths = node

@@ -12,6 +12,8 @@ struct AgentSettings {
     var trust: DERPTrust
     var apps: [AgentApp]
     var allowedPorts: Set<UInt16>?
+    /// Keep this agent's mesh traffic on DERP: no direct UDP paths.
+    var blockDirectConnections: Bool
     var logFormat: LogSetup.Format
     var logLevel: Logger.Level
 
@@ -22,8 +24,9 @@ struct AgentSettings {
         static let allowedPorts = "allowed-ports"
         static let logFormat = "log-format"
         static let logLevel = "log-level"
+        static let blockDirectConnections = "block-direct-connections"
         static let apps = "apps"
-        static let scalars: Set<String> = [url, token, tlsFingerprint, allowedPorts, logFormat, logLevel]
+        static let scalars: Set<String> = [url, token, tlsFingerprint, allowedPorts, logFormat, logLevel, blockDirectConnections]
         static let secrets: Set<String> = [token]
     }
 
@@ -88,6 +91,7 @@ struct AgentSettings {
         }
         let logFormat = try reader.parse(Option.logFormat, default: .text, LogSetup.parseFormat)
         let logLevel = try reader.parse(Option.logLevel, default: .info, LogSetup.parseLevel)
+        let blockDirectConnections = try reader.parse(Option.blockDirectConnections, default: false) { try ServerSettings.parseBool($0) }
         var flagApps: [AgentApp] = []
         for flag in appFlags {
             do {
@@ -102,7 +106,8 @@ struct AgentSettings {
         } catch {
             throw ConfigurationError(option: "app", value: error.app, origin: .flag("app"), reason: "\(error)")
         }
-        return AgentSettings(url: url, token: token, trust: trust, apps: apps, allowedPorts: allowedPorts, logFormat: logFormat, logLevel: logLevel)
+        return AgentSettings(url: url, token: token, trust: trust, apps: apps, allowedPorts: allowedPorts,
+            blockDirectConnections: blockDirectConnections, logFormat: logFormat, logLevel: logLevel)
     }
 
     private struct AppsSection: Decodable {

@@ -16,6 +16,8 @@ struct ServerSettings {
     var derpConfigURL: URL?
     var derpMesh: DERPMeshSettings?
     var derpForceWebSockets: Bool
+    /// Keep the gateway's mesh traffic on DERP: no direct UDP paths to agents.
+    var blockDirectConnections: Bool
     /// New relay connections admitted per second (burst: one second's worth); 0: unlimited.
     var derpAcceptRate: Int
 
@@ -50,6 +52,7 @@ struct ServerSettings {
         static let derpMeshKey = "derp-mesh-key"
         static let derpMeshPeers = "derp-mesh-peers"
         static let derpForceWebSockets = "derp-force-websockets"
+        static let blockDirectConnections = "block-direct-connections"
         static let derpAcceptRate = "derp-server-accept-rate"
         static let secrets: Set<String> = [derpMeshKey]
 
@@ -57,6 +60,7 @@ struct ServerSettings {
             accessURL, wildcardAccessURL, httpAddress, tlsAddress, tlsCertFile, tlsKeyFile, dataDir, logFormat, logLevel,
             prometheusAddress, sessionDuration, loginRateLimit, agentConnectionTimeout, disablePathApps, allowPathAppSharing, dev, derpServerEnable, derpConfigPath, derpConfigURL,
             derpMeshKey, derpMeshPeers, derpForceWebSockets, derpAcceptRate, xtermPath,
+            blockDirectConnections,
         ]
     }
 
@@ -133,6 +137,7 @@ struct ServerSettings {
             )
         }
         let derpForceWebSockets = try reader.parse(Option.derpForceWebSockets, default: false) { try parseBool($0) }
+        let blockDirectConnections = try reader.parse(Option.blockDirectConnections, default: false) { try parseBool($0) }
         let derpAcceptRate = try reader.parse(Option.derpAcceptRate, default: 0) { text -> Int in
             guard let value = Int(text), value >= 0 else { throw Reason("must be a whole number ≥ 0 (0: unlimited)") }
             return value
@@ -147,7 +152,7 @@ struct ServerSettings {
             logFormat: logFormat, logLevel: logLevel, dev: dev, derpServerEnabled: derpServerEnabled,
             derpConfigPath: derpConfigPath, derpConfigURL: derpConfigURL,
             derpMesh: derpMeshKey.map { DERPMeshSettings(key: $0, peers: derpMeshPeers) },
-            derpForceWebSockets: derpForceWebSockets, derpAcceptRate: derpAcceptRate
+            derpForceWebSockets: derpForceWebSockets, blockDirectConnections: blockDirectConnections, derpAcceptRate: derpAcceptRate
         )
     }
 
