@@ -132,6 +132,43 @@ struct PTYServiceTests {
         await fixture.stop()
     }
 
+    /// A viewer that stops reading falls behind, stops getting chunks (nothing piles up for it), and gets a
+    /// repaint once it reads again; the other viewer and the program never wait for it. (A reading viewer may
+    /// itself fall behind on a loaded machine; it then gets a repaint too, so only its end state is checked.)
+    @Test(.timeLimit(.minutes(3))) func aStalledViewerIsRepaintedNotWaitedFor() async throws {
+        let fixture = try await Fixture.start()
+        let id = UUID()
+        let stalled = try await fixture.mesh.gateway.openStream(to: fixture.mesh.agent.privateKey.publicKey, service: .pty) { channel in
+            channel.eventLoop.makeCompletedFuture { try PTYStream.opener(channel) }
+        }
+        let reader = try await fixture.attach(id)
+        let total = 12 << 20  // past the stream's 4 MiB window and the 1 MiB behind limit (libvterm takes a few MB/s)
+        let (resume, resumed) = AsyncStream<Void>.makeStream()
+        let stalledSaw = Task {
+            try await stalled.executeThenClose { inbound, outbound in
+                try await outbound.write(.attach(PTYAttach(id: id, width: 80, height: 24)))
+                for await _ in resume {}  // not reading: the stream's window fills and the agent's writes wait
+                var bytes = 0
+                var repaints = 0
+                for try await frame in inbound {
+                    guard case .output(let output) = frame else { break }
+                    bytes += output.readableBytes
+                    if output.readableBytesView.starts(with: [0x1B, 0x63]) { repaints += 1 }
+                    if repaints >= 2 { break }  // the attach's repaint, then the one after falling behind
+                }
+                return (bytes, repaints)
+            }
+        }
+        try await reader.type("head -c \(total) /dev/zero | tr '\\0' x; echo; echo done-$((40+2))\r")
+        #expect(await reader.waitFor(timeout: .seconds(90)) { $0.text.contains("done-42") }, "the reading viewer gets everything while the other stalls")
+        resumed.finish()
+        let (bytes, repaints) = try await stalledSaw.value
+        #expect(repaints == 2, "the stalled viewer is repainted once it reads again")
+        #expect(bytes < total / 2, "it was not sent everything it missed")
+        await reader.close()
+        await fixture.stop()
+    }
+
     @Test func processExitIsToldToEveryViewer() async throws {
         let fixture = try await Fixture.start()
         let id = UUID()
@@ -252,8 +289,8 @@ final class TerminalViewer: Sendable {
         try await send(.input(ByteBuffer(string: text)))
     }
 
-    func waitFor(_ condition: @escaping (Seen) -> Bool) async -> Bool {
-        await eventually { seen.withLock { condition($0) } }
+    func waitFor(timeout: Duration = .seconds(20), _ condition: @escaping (Seen) -> Bool) async -> Bool {
+        await eventually(timeout: timeout) { seen.withLock { condition($0) } }
     }
 
     func close() async {
