@@ -25,7 +25,7 @@ public struct JSONLogHandler: LogHandler {
         if let provided = metadataProvider?.get() { merged.merge(provided) { _, new in new } }
         if let extra = event.metadata { merged.merge(extra) { _, new in new } }
         var object: [String: Any] = [
-            "time": ISO8601DateFormatter.string(from: Date(), timeZone: .gmt, formatOptions: [.withInternetDateTime, .withFractionalSeconds]),
+            "time": Date().formatted(Self.timeFormat),
             "level": event.level.rawValue,
             "logger": label,
             "message": event.message.description,
@@ -35,6 +35,10 @@ public struct JSONLogHandler: LogHandler {
         line.append(0x0A)
         Self.output.withLock { _ in FileHandle.standardError.write(line) }
     }
+
+    /// RFC 3339 in UTC with milliseconds. A format style, not `ISO8601DateFormatter.string(from:…)`, which builds
+    /// a CFDateFormatter per call: that alone was 15 % of the gateway's CPU with a request log line per request.
+    private static let timeFormat = Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt)
 
     private static func json(_ value: Logger.MetadataValue) -> Any {
         switch value {
