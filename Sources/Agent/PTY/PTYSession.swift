@@ -135,8 +135,6 @@ actor PTYSession {
         }
     }
 
-    var viewerCount: Int { viewers.count }
-
     /// Ends the session now (agent shutdown): hang up, then kill.
     func terminate(reason: String) {
         guard exit == nil, ending == nil else { return }
