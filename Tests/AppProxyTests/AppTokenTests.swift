@@ -216,3 +216,72 @@ actor FakeKeys: AppKeys {
         #expect(Base64URL.decode("AA") == [0] && Base64URL.decode("AAA") == [0, 0])
     }
 }
+
+/// The gate's cache of verified tokens: a hit skips the keys, but never outlives the token or its key, and never
+/// opens another app.
+@Suite struct VerifiedAppTokensTests {
+    typealias F = TokenFixtures
+
+    @Test func aVerifiedTokenIsServedFromTheCache() async throws {
+        let cache = VerifiedAppTokens()
+        let source = CountingKeys(keys: [F.key(7)])
+        #expect(try await source.verify(F.vector, now: F.t0, for: F.pathRequest, cache: cache) == F.token)
+        #expect(try await source.verify(F.vector, now: F.t0 + 30, for: F.pathRequest, cache: cache) == F.token)
+        #expect(await source.loads == 1 && cache.count == 1)
+        // The same text for another app: refused, from the cache as from the keys.
+        var other = F.pathRequest
+        other.target = .app(slug: "other")
+        #expect(try await source.verify(F.vector, now: F.t0, for: other, cache: cache) == nil)
+        // One character off is another text: verified afresh, and refused.
+        var forged = Array(F.vector.utf8)
+        forged[forged.count - 2] = forged[forged.count - 2] == UInt8(ascii: "A") ? UInt8(ascii: "B") : UInt8(ascii: "A")
+        #expect(try await source.verify(String(decoding: forged, as: UTF8.self), now: F.t0, for: F.pathRequest, cache: cache) == nil)
+        #expect(await source.loads == 2 && cache.count == 1)
+    }
+
+    /// The token expires at t0 + 60: the cache forgets it then, and the keys refuse it.
+    @Test func entriesEndWithTheToken() async throws {
+        let cache = VerifiedAppTokens()
+        let source = CountingKeys(keys: [F.key(7)])
+        #expect(try await source.verify(F.vector, now: F.t0 + 59, for: F.pathRequest, cache: cache) != nil)
+        #expect(try await source.verify(F.vector, now: F.t0 + 60, for: F.pathRequest, cache: cache) == nil)
+        #expect(cache.count == 0)
+    }
+
+    /// A key that expires before the token (the end of a rotation's overlap) ends the entry with it.
+    @Test func entriesEndWithTheKey() async throws {
+        let cache = VerifiedAppTokens()
+        let source = CountingKeys(keys: [F.key(7, expiresAt: F.t0 + 30)])
+        #expect(try await source.verify(F.vector, now: F.t0, for: F.pathRequest, cache: cache) != nil)
+        #expect(cache.token(for: F.vector, now: F.t0 + 29) != nil)
+        #expect(cache.token(for: F.vector, now: F.t0 + 30) == nil)
+    }
+
+    /// Full of live tokens, the cache starts over rather than grow.
+    @Test func staysWithinItsCapacity() {
+        let cache = VerifiedAppTokens(capacity: 4)
+        for index in 0..<4 { cache.insert("t\(index)", token: F.token, keyExpiry: F.t0 + 3600, now: F.t0) }
+        #expect(cache.count == 4)
+        cache.insert("t4", token: F.token, keyExpiry: F.t0 + 3600, now: F.t0)
+        #expect(cache.count == 1 && cache.token(for: "t4", now: F.t0) == F.token)
+        // Expired entries go first when it fills up.
+        for index in 5..<8 { cache.insert("t\(index)", token: F.token, keyExpiry: F.t0 + 3600, now: F.t0) }
+        var later = F.token
+        later.expiry = F.t0 + 200
+        cache.insert("later", token: later, keyExpiry: F.t0 + 3600, now: F.t0 + 61)
+        #expect(cache.count == 1 && cache.token(for: "later", now: F.t0 + 61) == later, "the other tokens expired at t0 + 60")
+    }
+}
+
+actor CountingKeys: AppKeys {
+    let keys: [AppCryptoKey]
+    var loads = 0
+
+    init(keys: [AppCryptoKey]) { self.keys = keys }
+
+    func keyring() async throws -> AppTokenKeyring {
+        loads += 1
+        return AppTokenKeyring(keys: keys, now: TokenFixtures.t0)!
+    }
+    func keyring(including sequence: Int) async throws -> AppTokenKeyring { try await keyring() }
+}

@@ -112,3 +112,34 @@ import Tunnel
         #expect(AppForwarder.joined("", "/a") == "/a" && AppForwarder.joined("/ui/", "/a") == "/ui/a" && AppForwarder.joined("/", "/a?b") == "/a?b")
     }
 }
+
+/// The byte-level cookie reader both the gate and the forwarder use.
+@Suite struct CookieHeaderTests {
+    func pairs(_ header: String) -> [String] {
+        CookieHeader.pairs(header).map { "\($0.name)|\($0.value.map(String.init) ?? "nil")|\($0.text)" }
+    }
+
+    @Test func readsPairs() {
+        #expect(pairs("a=1; b=2") == ["a|1|a=1", "b|2|b=2"])
+        #expect(pairs("  a = 1 ;\tb=x=y;;  ; flag ;c=") == ["a|1|a = 1", "b|x=y|b=x=y", "flag|nil|flag", "c||c="])
+        #expect(pairs("") == [] && pairs(" ; ;") == [])
+        #expect(pairs("naïve=café; ☃=❄") == ["naïve|café|naïve=café", "☃|❄|☃=❄"])
+    }
+
+    @Test func appCookiesDropMeshgatesOnly() {
+        #expect(CookieHeader.appCookies(["theme=dark"]) == "theme=dark")
+        #expect(CookieHeader.appCookies([" theme=dark "]) == "theme=dark")
+        #expect(CookieHeader.appCookies(["meshgate_session_token=s; MESHGATE_x=1"]) == nil)
+        #expect(CookieHeader.appCookies(["a=1;b=2", "meshgate_session_token=s", "c=3"]) == "a=1; b=2; c=3")
+        #expect(CookieHeader.appCookies([]) == nil && CookieHeader.appCookies([";"]) == nil)
+        // A name that merely contains the prefix is the app's.
+        #expect(CookieHeader.appCookies(["x_meshgate_session_token=1"]) == "x_meshgate_session_token=1")
+    }
+
+    @Test func credentialNamesIgnoreCaseOfLettersOnly() {
+        #expect(MeshgateCredentials.isMeshgateCookie(named: "MeshGate_Anything"))
+        // `_` folded like a letter would be DEL: not the same name.
+        #expect(!MeshgateCredentials.isMeshgateCookie(named: "meshgate\u{7F}x") && !MeshgateCredentials.isMeshgateCookie(named: "meshgat"))
+        #expect(MeshgateCredentials.isMeshgateHeader(named: "MESHGATE-SESSION-TOKEN") && !MeshgateCredentials.isMeshgateHeader(named: "Meshgate_x"))
+    }
+}

@@ -76,7 +76,7 @@ public enum ForwardedHeaders {
             forwarded.add(name: name, value: value)
         }
         if trailersAccepted { forwarded.add(name: "TE", value: "trailers") }
-        if let cookie = appCookies(cookies) { forwarded.add(name: "Cookie", value: cookie) }
+        if let cookie = CookieHeader.appCookies(cookies) { forwarded.add(name: "Cookie", value: cookie) }
         forwarded.add(name: "X-Forwarded-For", value: (forwardedFor + [origin.clientAddress]).joined(separator: ", "))
         forwarded.add(name: "X-Forwarded-Proto", value: origin.scheme)
         forwarded.add(name: "X-Forwarded-Host", value: origin.host)
@@ -93,25 +93,12 @@ public enum ForwardedHeaders {
             let lowercased = name.lowercased()
             if hopByHop.contains(lowercased) || lowercased.hasPrefix("proxy-") || listed.contains(lowercased) { continue }
             // An app must not plant or overwrite meshgate's cookies (a path app shares the dashboard's origin).
-            if lowercased == "set-cookie", MeshgateCredentials.isMeshgateCookie(named: value.prefix { $0 != "=" }.trimmingCharacters(in: .whitespaces)) {
+            if lowercased == "set-cookie", MeshgateCredentials.isMeshgateCookie(named: CookieHeader.trimmed(value.prefix { $0 != "=" })) {
                 continue
             }
             kept.add(name: name, value: value)
         }
         return kept
-    }
-
-    /// The app's own cookies among `values` (each a `Cookie` header's value), joined with "; ", or nil if none
-    /// is left once meshgate's are gone.
-    static func appCookies(_ values: [String]) -> String? {
-        let kept = values.flatMap { $0.split(separator: ";") }
-            .map { $0.trimmingCharacters(in: .whitespaces) }
-            .filter { pair in
-                guard !pair.isEmpty else { return false }
-                let name = pair.prefix { $0 != "=" }.trimmingCharacters(in: .whitespaces)
-                return !MeshgateCredentials.isMeshgateCookie(named: name)
-            }
-        return kept.isEmpty ? nil : kept.joined(separator: "; ")
     }
 
     /// The header names a `Connection` header lists (lowercased): hop-by-hop by that listing.
@@ -120,6 +107,6 @@ public enum ForwardedHeaders {
     }
 
     private static func tokens(_ value: String) -> [String] {
-        value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty }
+        value.split(separator: ",").map { CookieHeader.trimmed($0).lowercased() }.filter { !$0.isEmpty }
     }
 }

@@ -33,11 +33,10 @@ public struct AppGate: Sendable {
         public init(cookieHeaders: [String], sessionHeader: String?) {
             var cookies: [String: String] = [:]
             for header in cookieHeaders {
-                for pair in header.split(separator: ";") {
-                    let parts = pair.split(separator: "=", maxSplits: 1)
-                    guard parts.count == 2 else { continue }
-                    let name = parts[0].trimmingCharacters(in: .whitespaces)
-                    if cookies[name] == nil { cookies[name] = parts[1].trimmingCharacters(in: .whitespaces) }
+                for pair in CookieHeader.pairs(header) {
+                    guard let value = pair.value else { continue }
+                    let name = String(pair.name)
+                    if cookies[name] == nil { cookies[name] = String(value) }
                 }
             }
             self.init(cookies: cookies, sessionHeader: sessionHeader)
@@ -56,6 +55,8 @@ public struct AppGate: Sendable {
     let sessions: any AppSessionAuthenticator
     let tokens: any AppKeys<AppTokenSigning>
     let now: @Sendable () -> Date
+    /// Shared by every copy of the gate: the token fast path.
+    let verifiedTokens = VerifiedAppTokens()
 
     public init(
         configuration: Configuration, resolver: any AppResolver, sessions: any AppSessionAuthenticator, tokens: any AppKeys<AppTokenSigning>,
@@ -68,7 +69,7 @@ public struct AppGate: Sendable {
     public func admit(_ request: AppRequest, credentials: Credentials, secure: Bool, originalURL: String) async -> Admission {
         if request.accessMethod == .path, configuration.pathAppsDisabled { return .respond(.page(.pathAppsDisabled())) }
         let cookie = AppTokenCookie(for: request, wildcardHost: configuration.hostname, secure: secure)
-        if let token = cookie.value(in: credentials), let verified = try? await tokens.verify(token, now: now(), for: request) {
+        if let token = cookie.value(in: credentials), let verified = try? await tokens.verify(token, now: now(), for: request, cache: verifiedTokens) {
             return .proxy(ResolvedApp(token: verified), setCookie: nil)
         }
         let requester: AppRequester?

@@ -76,14 +76,16 @@ public protocol AppKeys<Feature>: Sendable {
 }
 
 extension AppKeys where Feature == AppTokenSigning {
-    /// Verifies a token for `request`, reloading the keys once if it names a key newer than the cached ones.
-    public func verify(_ text: String, now: Date, for request: AppRequest) async throws -> SignedAppToken? {
-        let keyring = try await keyring()
+    /// Verifies a token for `request`, reloading the keys once if it names a key newer than the cached ones. A token
+    /// found in `cache` skips the keys; one verified here goes into it.
+    public func verify(_ text: String, now: Date, for request: AppRequest, cache: VerifiedAppTokens? = nil) async throws -> SignedAppToken? {
+        if let cached = cache?.token(for: text, now: now) { return cached.request == request ? cached : nil }
+        var keyring = try await keyring()
         guard let sequence = AppTokenJWS.keySequence(of: text) else { return nil }
         // Sequences only grow: an unknown one below the newest known key was deleted, not missed.
-        if sequence <= keyring.keys.map(\.sequence).max() ?? 0 {
-            return keyring.verify(text, now: now, for: request)
-        }
-        return try await self.keyring(including: sequence).verify(text, now: now, for: request)
+        if sequence > keyring.keys.map(\.sequence).max() ?? 0 { keyring = try await self.keyring(including: sequence) }
+        guard let (token, key) = keyring.verifiedToken(text, now: now) else { return nil }
+        cache?.insert(text, token: token, keyExpiry: key.expiresAt, now: now)
+        return token.request == request ? token : nil
     }
 }

@@ -64,14 +64,20 @@ extension AppKeyring where Feature == AppTokenSigning {
     /// The token `text` carries if it is one of ours, signed with a key valid at `now` (checked in constant time),
     /// unexpired, and issued for exactly `request`; otherwise nil. Never throws or traps on any input.
     public func verify(_ text: String, now: Date, for request: AppRequest) -> SignedAppToken? {
+        guard let (token, _) = verifiedToken(text, now: now), token.request == request else { return nil }
+        return token
+    }
+
+    /// `verify` before the request is compared, with the key that signed the token.
+    func verifiedToken(_ text: String, now: Date) -> (SignedAppToken, AppCryptoKey)? {
         guard let parts = AppTokenJWS.parse(text), let key = key(sequence: parts.sequence, now: now),
             let signature = Base64URL.decode(parts.signature), signature.count == SHA512.byteCount,
             HMAC<SHA512>.isValidAuthenticationCode(signature, authenticating: Data(parts.signingInput), using: SymmetricKey(data: key.secret)),
             // The payload is parsed only once the signature proved we wrote it.
             let payload = Base64URL.decode(parts.payload),
-            let token = try? JSONDecoder().decode(SignedAppToken.self, from: Data(payload))
+            let token = try? JSONDecoder().decode(SignedAppToken.self, from: Data(payload)),
+            now < token.expiry
         else { return nil }
-        guard now < token.expiry, token.request == request else { return nil }
-        return token
+        return (token, key)
     }
 }

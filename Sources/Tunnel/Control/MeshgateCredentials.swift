@@ -14,11 +14,23 @@ public enum MeshgateCredentials {
 
     /// Whether a cookie of this name is meshgate's (compared without case: stricter than browsers need).
     public static func isMeshgateCookie(named name: some StringProtocol) -> Bool {
-        name.lowercased().hasPrefix(cookiePrefix)
+        hasPrefixIgnoringCase(name, cookiePrefix)
     }
 
     /// Whether a header of this name is meshgate's.
     public static func isMeshgateHeader(named name: some StringProtocol) -> Bool {
-        name.lowercased().hasPrefix(headerPrefix.lowercased())
+        hasPrefixIgnoringCase(name, headerPrefix)
+    }
+
+    /// Over the bytes, ASCII letters folded: asked for every header and cookie of every app request, so nothing is
+    /// lowercased into a new string. `prefix` is ASCII.
+    private static func hasPrefixIgnoringCase(_ text: some StringProtocol, _ prefix: String) -> Bool {
+        var bytes = text.utf8.makeIterator()
+        for expected in prefix.utf8 {
+            guard let byte = bytes.next() else { return false }
+            let folded = byte | 0x20
+            guard byte == expected || (folded == expected | 0x20 && (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(folded)) else { return false }
+        }
+        return true
     }
 }
