@@ -128,10 +128,37 @@ import Tunnel
                 let peak = await exchange.peakBufferedResponseBytes()
                 var received = 0
                 while case .bytes(let chunk) = try await exchange.nextBodyPart() { received += chunk.readableBytes }
-                #expect(await exchange.finish(returningTo: fixture.streams))
+                #expect(await exchange.finish())
                 print("a reader pausing 3 s: at most \(peak >> 10) KiB waited in the exchange")
                 #expect(received == total)
                 #expect(peak <= HTTPExchangeHandler.bufferLimit + (4 << 20))
+            }
+        }
+    }
+
+    /// The stream goes back to the pool the moment the exchange completes on its loop, before the caller has
+    /// taken the body; an abort after that (the browser went away while the body was written to it) must leave
+    /// the pooled stream, which may already carry someone else's exchange, alone.
+    @Test func completedExchangeReturnsTheStreamAtOnce() async throws {
+        try await ForwardingFixture.with { fixture in
+            try await withTestApp(upstreamRouter()) { port in
+                var request = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/hello")
+                request.headers.add(name: "Host", value: "127.0.0.1:\(port)")
+                let exchange = try await AgentHTTPExchange.begin(request, agent: fixture.agentID, port: UInt16(port), through: fixture.streams)
+                try await eventually("the stream is back in the pool") { fixture.streams.idleCount == 1 }
+                var body = exchange.takeCompleteBody() ?? ByteBuffer()
+                if body.readableBytes == 0 {
+                    while case .bytes(var chunk) = try await exchange.nextBodyPart() { body.writeBuffer(&chunk) }
+                }
+                #expect(String(buffer: body) == "hello")
+                exchange.abort()
+                #expect(await exchange.finish())
+                let next = try await AgentHTTPExchange.begin(request, agent: fixture.agentID, port: UInt16(port), through: fixture.streams)
+                #expect(next.lease.reused && next.lease.channel === exchange.lease.channel)
+                var again = ByteBuffer()
+                while case .bytes(var chunk) = try await next.nextBodyPart() { again.writeBuffer(&chunk) }
+                #expect(String(buffer: again) == "hello")
+                #expect(await next.finish())
             }
         }
     }

@@ -9,13 +9,21 @@ import Tunnel
 /// and the response body comes in as the caller takes it (at most `HTTPExchangeHandler.bufferLimit` bytes wait).
 /// The app proxy and the gateway's http-check both run their exchanges through this.
 ///
-/// `begin` returns once the response head is in. Then read the body to its end and call `finish`, which checks
-/// the stream back in when both sides kept it alive and closes it otherwise; or `abort`.
+/// `begin` returns once the response head is in. Then read the body to its end and call `finish`; or `abort`.
+/// The stream goes back to its source on its own event loop the moment both sides have ended with keep-alive.
+///
+/// Every step that needs the stream hops to its event loop and back, which under load costs more than the
+/// HTTP work itself; so a request without a body is set up, sent and answered in one hop, and the body that
+/// came with the head (for small responses, all of it) is handed over in the same hop.
 public final class AgentHTTPExchange: Sendable {
     public let lease: AgentStreamLease
     public let response: HTTPResponseHead
-    private let handler: NIOLoopBound<HTTPExchangeHandler>
+    /// Filled on the stream's loop when the exchange is set up.
+    private let handler: NIOLoopBoundBox<HTTPExchangeHandler?>
+    private let outcome: HTTPExchangeOutcome
     private let upload: Task<Void, Never>?
+    /// Body parts that came with the head, taken before asking the loop for more.
+    private let prefetched: Mutex<ArraySlice<BodyPart>>
 
     public enum BodyPart: Sendable {
         case bytes(ByteBuffer)
@@ -25,17 +33,21 @@ public final class AgentHTTPExchange: Sendable {
 
     /// Writes a request body; handed to the body closure of `begin`.
     public struct RequestBodyWriter: Sendable {
-        fileprivate let handler: NIOLoopBound<HTTPExchangeHandler>
+        fileprivate let handler: NIOLoopBoundBox<HTTPExchangeHandler?>
         fileprivate let channel: any Channel
 
         /// Returns once the stream can take more, so a fast producer never piles bytes up in memory.
         public func write(_ chunk: ByteBuffer) async throws {
-            try await channel.awaitingCancellably(handler.eventLoop.flatSubmit { handler.value.sendBody(chunk) })
+            try await channel.awaitingCancellably(channel.eventLoop.flatSubmit { handler.value!.sendBody(chunk) })
         }
     }
 
-    private init(lease: AgentStreamLease, response: HTTPResponseHead, handler: NIOLoopBound<HTTPExchangeHandler>, upload: Task<Void, Never>?) {
-        (self.lease, self.response, self.handler, self.upload) = (lease, response, handler, upload)
+    private init(
+        lease: AgentStreamLease, start: HTTPExchangeHandler.Start, handler: NIOLoopBoundBox<HTTPExchangeHandler?>, outcome: HTTPExchangeOutcome,
+        upload: Task<Void, Never>?
+    ) {
+        (self.lease, self.response, self.handler, self.outcome, self.upload) = (lease, start.head, handler, outcome, upload)
+        prefetched = Mutex(start.parts[...])
     }
 
     /// Sends `request` on a stream to `tcp:port` of `agent` and waits for the response head.
@@ -78,36 +90,50 @@ public final class AgentHTTPExchange: Sendable {
                 throw AgentHTTPExchangeFailure(stage: .stream, cause: error, heard: nil, reusedStream: false)
             }
             let channel = lease.channel
-            let (handler, sniffer): (NIOLoopBound<HTTPExchangeHandler>, NIOLoopBound<FirstByteSniffer?>)
+            let loop = channel.eventLoop
+            let handler = NIOLoopBoundBox<HTTPExchangeHandler?>.makeEmptyBox(valueType: HTTPExchangeHandler.self, eventLoop: loop)
+            let outcome = HTTPExchangeOutcome()
+            let snifferBox = NIOLoopBoundBox<FirstByteSniffer?>.makeEmptyBox(valueType: FirstByteSniffer.self, eventLoop: loop)
+            // Set up on the loop: claim the stream, put the exchange's handlers in, send the head (and for a request
+            // without a body, its end). The future is the response's start.
+            let setUp = { @Sendable () throws -> EventLoopFuture<HTTPExchangeHandler.Start>? in
+                guard lease.claim?() ?? true else { return nil }
+                let pipeline = channel.pipeline.syncOperations
+                // The sniffer goes below everything on a new stream, before the request leaves (TLS streams got
+                // theirs when they were set up, before their ClientHello).
+                var sniffer = try? pipeline.handler(type: FirstByteSniffer.self)
+                if sniffer == nil, !lease.reused {
+                    sniffer = FirstByteSniffer()
+                    try pipeline.addHandler(sniffer!, position: .first)
+                }
+                snifferBox.value = sniffer
+                let exchange = HTTPExchangeHandler(
+                    request: request, acceptsUpgrade: acceptsUpgrade, responseHeadTimeout: responseHeadTimeout, outcome: outcome, eventLoop: loop
+                )
+                exchange.checkin = { streams.checkinOnLoop(lease) }
+                try pipeline.addHandler(exchange)
+                handler.value = exchange
+                if body == nil { _ = exchange.endRequest() }
+                return exchange.start.futureResult
+            }
+            let started: EventLoopFuture<HTTPExchangeHandler.Start>?
             do {
-                (handler, sniffer) = try await channel.eventLoop.submit {
-                    let pipeline = channel.pipeline.syncOperations
-                    // The sniffer goes below everything on a new stream, before the request leaves (TLS streams
-                    // got theirs when they were set up, before their ClientHello).
-                    var sniffer = try? pipeline.handler(type: FirstByteSniffer.self)
-                    if sniffer == nil, !lease.reused {
-                        sniffer = FirstByteSniffer()
-                        try pipeline.addHandler(sniffer!, position: .first)
-                    }
-                    let handler = HTTPExchangeHandler(request: request, acceptsUpgrade: acceptsUpgrade, eventLoop: channel.eventLoop)
-                    try pipeline.addHandler(handler)
-                    if body == nil { _ = handler.endRequest() }
-                    return (NIOLoopBound(handler, eventLoop: channel.eventLoop), NIOLoopBound(sniffer, eventLoop: channel.eventLoop))
-                }.get()
+                started = try await loop.submit(setUp).get()
             } catch {
                 channel.close(promise: nil)
                 throw AgentHTTPExchangeFailure(stage: .request, cause: early?.error ?? error, heard: nil, reusedStream: lease.reused)
             }
+            guard let started else {
+                // The idle stream ended while nobody held it: another one.
+                channel.close(promise: nil)
+                continue
+            }
             let uploadFailure = FirstError()
-            // The app's time to answer runs from the end of the request: a long upload is not a slow app.
-            let deadline = ResponseHeadDeadline(channel: channel, limit: responseHeadTimeout)
-            if body == nil { deadline.arm() }
             let upload = body.map { body in
                 Task {
                     do {
                         try await body(RequestBodyWriter(handler: handler, channel: channel))
-                        try await channel.awaitingCancellably(handler.eventLoop.flatSubmit { handler.value.endRequest() })
-                        deadline.arm()
+                        try await channel.awaitingCancellably(loop.flatSubmit { handler.value!.endRequest() })
                     } catch {
                         // The app must not wait for the rest of a body that will never come.
                         uploadFailure.record(error)
@@ -116,22 +142,18 @@ public final class AgentHTTPExchange: Sendable {
                 }
             }
             do {
-                let response = try await channel.awaitingCancellably(handler.eventLoop.flatSubmit { handler.value.head.futureResult })
-                deadline.cancel()
-                return AgentHTTPExchange(lease: lease, response: response, handler: handler, upload: upload)
+                let start = try await channel.awaitingCancellably(started)
+                return AgentHTTPExchange(lease: lease, start: start, handler: handler, outcome: outcome, upload: upload)
             } catch {
-                deadline.cancel()
-                if let timedOut = deadline.expired {
-                    upload?.cancel()
-                    await upload?.value
-                    throw AgentHTTPExchangeFailure(stage: .request, cause: timedOut, heard: nil, reusedStream: lease.reused)
-                }
                 channel.close(promise: nil)
                 // The body may be waiting on the client: it ends now, with the stream.
                 upload?.cancel()
                 await upload?.value
+                if case .noResponse = error as? AppUpstreamError {
+                    throw AgentHTTPExchangeFailure(stage: .request, cause: error, heard: nil, reusedStream: lease.reused)
+                }
                 if lease.reused, retryingStaleStreams, body == nil, !Task.isCancelled { continue }
-                let heard = try? await channel.eventLoop.submit { sniffer.value?.heard }.get()
+                let heard = try? await loop.submit { snifferBox.value?.heard }.get()
                 // A stream that ended before the exchange's handler was in place says why only to its record.
                 let cause = uploadFailure.error ?? (error as? ChannelError == .ioOnClosedChannel ? early?.error : nil) ?? error
                 throw AgentHTTPExchangeFailure(stage: .request, cause: cause, heard: heard ?? nil, reusedStream: lease.reused)
@@ -141,38 +163,57 @@ public final class AgentHTTPExchange: Sendable {
 
     /// The next piece of the response body. Throws `AgentHTTPExchangeFailure` (stage `.response`).
     public func nextBodyPart() async throws -> BodyPart {
+        if let part = prefetched.withLock({ $0.popFirst() }) { return part }
         let handler = self.handler
         do {
-            return try await lease.channel.awaitingCancellably(handler.eventLoop.flatSubmit { handler.value.nextBodyPart() })
+            return try await lease.channel.awaitingCancellably(lease.channel.eventLoop.flatSubmit { handler.value!.nextBodyPart() })
         } catch {
             throw AgentHTTPExchangeFailure(stage: .response, cause: error, heard: nil, reusedStream: lease.reused)
         }
     }
 
-    /// After the body's end: waits for the request body to be sent, then checks the stream in to `streams` if
-    /// both sides kept the connection alive, else closes it. Returns whether it was checked in.
-    @discardableResult
-    public func finish(returningTo streams: any AgentStreamSource) async -> Bool {
-        let handler = self.handler
-        // An app that answered before the whole body arrived (a 413, say) may never read the rest: its stream
-        // cannot be reused, and the rest of the body is not worth waiting for.
-        if (try? await handler.eventLoop.submit { handler.value.requestEndSent }.get()) != true { abort() }
-        await upload?.value
-        let reusable = (try? await handler.eventLoop.flatSubmit { handler.value.completion.futureResult }.get()) ?? false
-        if reusable { await streams.checkin(lease) } else { lease.channel.close(promise: nil) }
-        return reusable
+    /// The whole body, if it came with the head (a small response) without trailers; nil, and nothing taken,
+    /// otherwise. A body in hand goes to the browser in one write rather than part by part.
+    public func takeCompleteBody() -> ByteBuffer? {
+        prefetched.withLock { parts in
+            guard case .end(nil)? = parts.last else { return nil }
+            var body = ByteBuffer()
+            for case .bytes(var chunk) in parts {
+                if parts.count == 2 { body = chunk } else { body.writeBuffer(&chunk) }
+            }
+            parts.removeAll()
+            return body
+        }
     }
 
-    /// Ends the exchange early: the stream is closed (an app mid-response cannot be interrupted otherwise).
+    /// After the body's end: waits for the request body to be sent. Returns whether the stream went back to its
+    /// source (both sides kept the connection alive); otherwise it is closed.
+    @discardableResult
+    public func finish() async -> Bool {
+        if upload == nil, let reusable = outcome.decided { return reusable }
+        let (handler, loop) = (self.handler, lease.channel.eventLoop)
+        // An app that answered before the whole body arrived (a 413, say) may never read the rest: its stream
+        // cannot be reused, and the rest of the body is not worth waiting for.
+        if (try? await loop.submit { handler.value!.requestEndSent }.get()) != true { abort() }
+        await upload?.value
+        return (try? await loop.flatSubmit { handler.value!.completion.futureResult }.get()) ?? false
+    }
+
+    /// Ends the exchange early: the stream is closed (an app mid-response cannot be interrupted otherwise), unless
+    /// the exchange had completed and the stream is already someone else's.
     public func abort() {
-        lease.channel.close(promise: nil)
         upload?.cancel()
+        if outcome.decided == true { return }
+        let (handler, channel) = (self.handler, lease.channel)
+        channel.eventLoop.execute {
+            if handler.value?.completed != true { channel.close(promise: nil) }
+        }
     }
 
     /// The most response bytes that waited for the caller at once (bounded by the handler's buffer limit).
     public func peakBufferedResponseBytes() async -> Int {
         let handler = self.handler
-        return (try? await handler.eventLoop.submit { handler.value.peakBufferedBytes }.get()) ?? 0
+        return (try? await lease.channel.eventLoop.submit { handler.value!.peakBufferedBytes }.get()) ?? 0
     }
 }
 
@@ -208,36 +249,6 @@ public struct AgentHTTPExchangeFailure: Error, CustomStringConvertible {
 }
 
 /// The first error recorded, shared between tasks.
-/// The limit on waiting for a response head, from `arm()` (the request fully sent) to `cancel()` (the head is in).
-/// Expiry closes the stream, which is what ends the wait; `expired` tells that close from any other.
-private final class ResponseHeadDeadline: Sendable {
-    private let channel: any Channel
-    private let limit: Duration
-    private let state = Mutex<(timer: Scheduled<Void>?, done: Bool, expired: AppUpstreamError?)>((nil, false, nil))
-
-    init(channel: any Channel, limit: Duration) { (self.channel, self.limit) = (channel, limit) }
-
-    var expired: AppUpstreamError? { state.withLock { $0.expired } }
-
-    func arm() {
-        let (channel, limit) = (self.channel, self.limit)
-        state.withLock { state in
-            guard !state.done, state.timer == nil else { return }
-            state.timer = channel.eventLoop.scheduleTask(in: TimeAmount(limit)) { [self] in
-                self.state.withLock { $0.expired = .noResponse(within: limit) }
-                channel.close(promise: nil)
-            }
-        }
-    }
-
-    func cancel() {
-        state.withLock { state in
-            state.done = true
-            state.timer?.cancel()
-        }
-    }
-}
-
 private final class FirstError: Sendable {
     private let first = Mutex<(any Error)?>(nil)
 

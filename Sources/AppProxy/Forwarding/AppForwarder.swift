@@ -54,7 +54,7 @@ public struct AppForwarder: Sendable {
             }
             throw AppForwardError.from(error, port: app.port, https: app.https)
         }
-        return try await Self.response(from: exchange, method: request.method, app: app, streams: streams)
+        return try await Self.response(from: exchange, method: request.method, app: app)
     }
 
     // MARK: Request
@@ -98,7 +98,7 @@ public struct AppForwarder: Sendable {
     // MARK: Response
 
     private static func response(
-        from exchange: AgentHTTPExchange, method: HTTPRequest.Method, app: ResolvedApp, streams: any AgentStreamSource
+        from exchange: AgentHTTPExchange, method: HTTPRequest.Method, app: ResolvedApp
     ) async throws(AppForwardError) -> Response {
         let head = exchange.response
         let headers = httpFields(ForwardedHeaders.response(head.headers))
@@ -112,10 +112,14 @@ public struct AppForwarder: Sendable {
                 exchange.abort()
                 throw AppForwardError.from(error, port: app.port, https: app.https)
             }
-            await exchange.finish(returningTo: streams)
+            await exchange.finish()
             var response = Response(status: status, headers: headers)
             if status == .noContent { response.headers[.contentLength] = nil }
             return response
+        }
+        if let body = exchange.takeCompleteBody() {
+            await exchange.finish()
+            return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: body))
         }
         let length = head.headers.first(name: "content-length").flatMap(Int.init)
         let body = ResponseBody(contentLength: length) { writer in
@@ -137,7 +141,7 @@ public struct AppForwarder: Sendable {
                         throw error
                     }
                 case .end(let trailers):
-                    await exchange.finish(returningTo: streams)
+                    await exchange.finish()
                     try await writer.finish(trailers.map(httpFields))
                     return
                 }

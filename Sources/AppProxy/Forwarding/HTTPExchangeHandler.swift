@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import Synchronization
 
 /// Last in a stream's pipeline (after the HTTP/1.1 client codec) for one exchange: writes the request as the
 /// caller hands it over, and queues the response for the caller to take. Bounded both ways: a body chunk is
@@ -18,15 +19,30 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// At most this much goes to the caller at once (small chunks are joined: fewer event loop hops).
     static let coalesceLimit = 64 << 10
 
+    /// The response head with the body parts that came in the same read: for a small response all of it, so
+    /// the caller's first hop to this loop is usually its last.
+    struct Start {
+        let head: HTTPResponseHead
+        let parts: [BodyPart]
+    }
+
     private let request: HTTPRequestHead
     /// A WebSocket handshake: a 101 is the answer hoped for, not a broken app.
     private let acceptsUpgrade: Bool
-    let head: EventLoopPromise<HTTPResponseHead>
+    /// How long the app may take to start answering once the request is sent; nil: no limit.
+    private let responseHeadTimeout: Duration?
+    let start: EventLoopPromise<Start>
     /// Whether the stream may carry another exchange; decided once both sides ended, or false on a failure.
     let completion: EventLoopPromise<Bool>
+    /// The same decision, readable off the loop without a hop.
+    let outcome: HTTPExchangeOutcome
+    /// Takes the stream back when the exchange completed with keep-alive on both sides (on this loop).
+    var checkin: (() -> Void)?
     private var context: ChannelHandlerContext?
 
     private var responseHead: HTTPResponseHead?
+    /// The head is in and `start` waits for the end of the read, to take the body that came with it.
+    private var startPending = false
     private var queue = CircularBuffer<ByteBuffer>()
     private(set) var bufferedBytes = 0
     private(set) var peakBufferedBytes = 0
@@ -34,6 +50,7 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var responseEnded = false
     private var bodyWaiter: EventLoopPromise<BodyPart>?
     private var readHeld = false
+    private var deadline: Scheduled<Void>?
 
     private var requestEnded = false
     /// The caller ended the request (the end may still be on its way).
@@ -41,10 +58,15 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var writableWaiter: EventLoopPromise<Void>?
     private var failure: (any Error)?
     private var done = false
+    /// Both sides ended and the handler left the pipeline: the stream is no longer this exchange's.
+    private(set) var completed = false
 
-    init(request: HTTPRequestHead, acceptsUpgrade: Bool = false, eventLoop: any EventLoop) {
-        (self.request, self.acceptsUpgrade) = (request, acceptsUpgrade)
-        (head, completion) = (eventLoop.makePromise(), eventLoop.makePromise())
+    init(
+        request: HTTPRequestHead, acceptsUpgrade: Bool = false, responseHeadTimeout: Duration? = nil, outcome: HTTPExchangeOutcome = HTTPExchangeOutcome(),
+        eventLoop: any EventLoop
+    ) {
+        (self.request, self.acceptsUpgrade, self.responseHeadTimeout, self.outcome) = (request, acceptsUpgrade, responseHeadTimeout, outcome)
+        (start, completion) = (eventLoop.makePromise(), eventLoop.makePromise())
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -71,7 +93,8 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
         return waiter.futureResult
     }
 
-    /// Ends the request; completes once the end is on its way.
+    /// Ends the request; completes once the end is on its way. The app's time to answer runs from then: a long
+    /// upload is not a slow app.
     func endRequest(trailers: HTTPHeaders? = nil) -> EventLoopFuture<Void> {
         guard let context, failure == nil, !requestEndSent else { return failedFuture(ChannelError.ioOnClosedChannel) }
         requestEndSent = true
@@ -79,6 +102,7 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: written)
         return written.futureResult.assumeIsolated().map {
             self.requestEnded = true
+            self.armDeadline()
             self.completeIfEnded()
         }.flatMapErrorThrowing { error in
             self.fail(error)
@@ -94,26 +118,38 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context.fireChannelWritabilityChanged()
     }
 
+    private func armDeadline() {
+        guard let limit = responseHeadTimeout, responseHead == nil, !done, let context else { return }
+        deadline = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(limit)) {
+            self.fail(AppUpstreamError.noResponse(within: limit))
+            self.context?.close(promise: nil)
+        }
+    }
+
     // MARK: The response, as the caller takes it
 
     /// The next body bytes (up to `coalesceLimit`, joined from what is queued), or the end with its trailers.
     func nextBodyPart() -> EventLoopFuture<BodyPart> {
         let loop = completion.futureResult.eventLoop
-        if var chunk = queue.popFirst() {
-            while chunk.readableBytes < Self.coalesceLimit, var next = queue.first, next.readableBytes <= Self.coalesceLimit - chunk.readableBytes {
-                queue.removeFirst()
-                chunk.writeBuffer(&next)
-            }
-            bufferedBytes -= chunk.readableBytes
-            resumeReadingIfRoom()
-            return loop.makeSucceededFuture(.bytes(chunk))
-        }
+        if let chunk = takeQueued() { return loop.makeSucceededFuture(.bytes(chunk)) }
         if responseEnded { return loop.makeSucceededFuture(.end(trailers)) }
         if let failure { return loop.makeFailedFuture(failure) }
         precondition(bodyWaiter == nil, "one body reader at a time")
         let waiter = loop.makePromise(of: BodyPart.self)
         bodyWaiter = waiter
         return waiter.futureResult
+    }
+
+    /// Queued bytes, joined up to `coalesceLimit`.
+    private func takeQueued() -> ByteBuffer? {
+        guard var chunk = queue.popFirst() else { return nil }
+        while chunk.readableBytes < Self.coalesceLimit, var next = queue.first, next.readableBytes <= Self.coalesceLimit - chunk.readableBytes {
+            queue.removeFirst()
+            chunk.writeBuffer(&next)
+        }
+        bufferedBytes -= chunk.readableBytes
+        resumeReadingIfRoom()
+        return chunk
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -125,7 +161,9 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // Interim responses (100 Continue, 103 Early Hints) precede the real one; the decoder drops most.
             guard response.status.code >= 200 || response.status == .switchingProtocols else { return }
             responseHead = response
-            head.succeed(response)
+            deadline?.cancel()
+            // After a 101 nothing more is HTTP: the caller takes the stream over now.
+            if response.status == .switchingProtocols { deliverStart() } else { startPending = true }
         case .body(let chunk):
             if let waiter = bodyWaiter {
                 bodyWaiter = nil
@@ -138,12 +176,28 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .end(let trailers):
             self.trailers = trailers
             responseEnded = true
+            // Completed first, so whoever the end wakes finds the outcome decided.
+            completeIfEnded()
+            if startPending { deliverStart() }
             if let waiter = bodyWaiter {
                 bodyWaiter = nil
                 waiter.succeed(.end(trailers))
             }
-            completeIfEnded()
         }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if startPending { deliverStart() }
+        context.fireChannelReadComplete()
+    }
+
+    private func deliverStart() {
+        guard let responseHead else { return }
+        startPending = false
+        var parts: [BodyPart] = []
+        while let chunk = takeQueued() { parts.append(.bytes(chunk)) }
+        if responseEnded { parts.append(.end(trailers)) }
+        start.succeed(Start(head: responseHead, parts: parts))
     }
 
     /// Reads wait while the caller has `bufferLimit` bytes to take: the stream's receive window then closes
@@ -176,17 +230,24 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context.fireChannelInactive()
     }
 
-    /// Both sides ended: the stream is free again, and reusable if both kept the connection alive.
+    /// Both sides ended: the stream is free again, and goes back to its source if both kept the connection alive.
     private func completeIfEnded() {
         guard responseEnded, requestEnded, !done, let context else { return }
         done = true
-        let reusable = request.isKeepAlive && (responseHead?.isKeepAlive ?? false)
+        // After a 101 the stream is the caller's, to splice or to close: it is neither reused nor closed here.
+        let upgraded = responseHead?.status == .switchingProtocols
+        completed = !upgraded
+        let reusable = !upgraded && request.isKeepAlive && (responseHead?.isKeepAlive ?? false)
         // A read held back must reach the channel, or an idle stream would never notice the app closing it.
         if readHeld {
             readHeld = false
             context.read()
         }
+        let channel = context.channel
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        outcome.decide(reusable)
+        if reusable, let checkin { checkin() } else if !upgraded { channel.close(promise: nil) }
+        checkin = nil
         completion.succeed(reusable)
     }
 
@@ -195,7 +256,11 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard !done, failure == nil else { return }
         failure = error
         done = true
-        if responseHead == nil { head.fail(error) }
+        deadline?.cancel()
+        checkin = nil
+        outcome.decide(false)
+        // A head already in goes out with what came after it; the failure then ends the body.
+        if startPending { deliverStart() } else if responseHead == nil { start.fail(error) }
         if !responseEnded, let waiter = bodyWaiter {
             bodyWaiter = nil
             waiter.fail(error)
@@ -210,6 +275,15 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func failedFuture(_ fallback: any Error) -> EventLoopFuture<Void> {
         completion.futureResult.eventLoop.makeFailedFuture(failure ?? fallback)
     }
+}
+
+/// Whether an exchange's stream was reusable, once decided: set on the stream's loop, read anywhere.
+final class HTTPExchangeOutcome: Sendable {
+    private let reusable = Mutex<Bool?>(nil)
+
+    var decided: Bool? { reusable.withLock { $0 } }
+
+    func decide(_ value: Bool) { reusable.withLock { $0 = $0 ?? value } }
 }
 
 @available(*, unavailable)

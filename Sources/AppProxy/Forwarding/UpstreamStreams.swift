@@ -118,7 +118,9 @@ public struct FreshAgentStreams: AgentStreamFailureReporting {
         return (AgentStreamLease(channel: channel, agent: agent, port: port, reused: false), failure)
     }
 
-    public func checkin(_ lease: AgentStreamLease) async {
+    public func checkin(_ lease: AgentStreamLease) async { checkinOnLoop(lease) }
+
+    public func checkinOnLoop(_ lease: AgentStreamLease) {
         // Not waited for: a TLS close waits for the app's close_notify, which nobody needs.
         lease.channel.close(promise: nil)
     }

@@ -54,7 +54,7 @@ public enum AgentHTTPCheck {
                 } catch let failure as AgentHTTPExchangeFailure {
                     throw failure.cause
                 }
-                if bodyBytes < bodyReadLimit { await exchange.finish(returningTo: streams) }
+                if bodyBytes < bodyReadLimit { await exchange.finish() }
                 return Result(
                     status: Int(exchange.response.status.code), headers: exchange.response.headers.map { (name: $0.name, value: $0.value) },
                     body: preview, bodyBytes: bodyBytes, reusedStream: exchange.lease.reused, elapsed: .now - started

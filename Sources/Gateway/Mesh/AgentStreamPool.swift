@@ -15,7 +15,7 @@ extension GatewayMesh: AgentStreamDialer {}
 /// Per (agent, port) at most `maxIdlePerKey` idle streams, newest handed out first (the least likely to have
 /// been timed out by the server); each is closed after `idleTimeout` unused. An idle stream that the server
 /// closes, half-closes or writes to, or whose mesh connection ends (agent restart, `.peerRestarted`), is closed
-/// and dropped at once; checkout confirms on the stream's event loop that it is still whole before handing it out.
+/// and dropped at once; the lease's `claim` confirms on the stream's event loop that it is still whole before use.
 public final class AgentStreamPool: AgentStreamFailureReporting {
     public struct Configuration: Sendable {
         public var idleTimeout: Duration = .seconds(30)
@@ -60,15 +60,13 @@ public final class AgentStreamPool: AgentStreamFailureReporting {
     /// caller's exchange is set up on it.
     public func checkoutReportingFailure(agent: UUID, port: UInt16) async throws -> (lease: AgentStreamLease, failure: AgentStreamFailureRecord?) {
         let key = Key(agent: agent, port: port)
-        while let candidate = takeIdle(key) {
+        if let candidate = takeIdle(key) {
             candidate.cancelExpiry()
+            hits.increment()
             let channel = candidate.channel
-            let usable = try? await channel.eventLoop.submit { IdleStreamWatcher.of(channel)?.lease() ?? false }.get()
-            if usable == true {
-                hits.increment()
-                return (AgentStreamLease(channel: channel, agent: agent, port: port, reused: true), nil)
-            }
-            channel.close(promise: nil)
+            // A stream the server closed while it was idle fails its claim; the caller then checks out again.
+            let claim: @Sendable () -> Bool = { IdleStreamWatcher.of(channel)?.lease() ?? false }
+            return (AgentStreamLease(channel: channel, agent: agent, port: port, reused: true, claim: claim), nil)
         }
         misses.increment()
         let pipeline = configuration.pipeline
@@ -88,13 +86,16 @@ public final class AgentStreamPool: AgentStreamFailureReporting {
 
     public func checkin(_ lease: AgentStreamLease) async {
         let channel = lease.channel
-        let key = Key(agent: lease.agent, port: lease.port)
-        // Parked and listed in one event loop task: the stream's close callback (on the same loop) then either
-        // finds it listed or it was already inactive here.
-        try? await channel.eventLoop.submit {
-            guard IdleStreamWatcher.of(channel)?.park() == true else { return channel.close(promise: nil) }
-            self.list(channel, key: key)
-        }.get()
+        try? await channel.eventLoop.submit { self.checkinOnLoop(lease) }.get()
+    }
+
+    /// Parked and listed in one event loop task: the stream's close callback (on the same loop) then either finds
+    /// it listed or it was already inactive here.
+    public func checkinOnLoop(_ lease: AgentStreamLease) {
+        let channel = lease.channel
+        channel.eventLoop.preconditionInEventLoop()
+        guard IdleStreamWatcher.of(channel)?.park() == true else { return channel.close(promise: nil) }
+        list(channel, key: Key(agent: lease.agent, port: lease.port))
     }
 
     private func list(_ channel: any Channel, key: Key) {

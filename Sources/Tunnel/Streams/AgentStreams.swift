@@ -20,6 +20,14 @@ public protocol AgentStreamSource: Sendable {
     /// Returns a stream whose exchange ended cleanly with keep-alive on both sides. A stream that has closed or
     /// half-closed meanwhile is dropped instead.
     func checkin(_ lease: AgentStreamLease) async
+    /// `checkin` on the stream's event loop, where an exchange ends: no hop, nothing to wait for.
+    func checkinOnLoop(_ lease: AgentStreamLease)
+}
+
+extension AgentStreamSource {
+    public func checkinOnLoop(_ lease: AgentStreamLease) {
+        Task { await checkin(lease) }
+    }
 }
 
 /// A checked-out stream.
@@ -30,8 +38,12 @@ public struct AgentStreamLease: Sendable {
     /// It carried an earlier exchange. A failure before any response byte may then only mean the server closed
     /// its idle connection meanwhile (the usual keep-alive race): an idempotent request is worth one more try.
     public let reused: Bool
+    /// For a stream that waited idle: run on its event loop before the first write. False means it ended while
+    /// idle (the server closed it): close it and check out another. Checked there rather than at checkout, so
+    /// taking a stream costs no hop of its own.
+    public let claim: (@Sendable () -> Bool)?
 
-    public init(channel: any Channel, agent: UUID, port: UInt16, reused: Bool) {
-        (self.channel, self.agent, self.port, self.reused) = (channel, agent, port, reused)
+    public init(channel: any Channel, agent: UUID, port: UInt16, reused: Bool, claim: (@Sendable () -> Bool)? = nil) {
+        (self.channel, self.agent, self.port, self.reused, self.claim) = (channel, agent, port, reused, claim)
     }
 }
