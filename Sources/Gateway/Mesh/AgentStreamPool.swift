@@ -19,7 +19,11 @@ extension GatewayMesh: AgentStreamDialer {}
 public final class AgentStreamPool: AgentStreamFailureReporting {
     public struct Configuration: Sendable {
         public var idleTimeout: Duration = .seconds(30)
-        public var maxIdlePerKey = 8
+        /// Enough for a browser's or a load balancer's parallel connections to one app: a stream goes back to
+        /// the pool as soon as its exchange ends, while the response is still on its way to the browser, so more
+        /// streams wait idle at once than there are requests in flight (with 8, a fifth of the requests of 16
+        /// busy connections opened a new stream and a new connection to the app).
+        public var maxIdlePerKey = 64
         /// Sets up a new stream's pipeline on its event loop, after the pool's own watcher.
         public var pipeline: @Sendable (any Channel) throws -> Void = { try $0.pipeline.syncOperations.addHTTPClientHandlers() }
         public var timer: any IdleStreamTimer = EventLoopIdleTimer()
