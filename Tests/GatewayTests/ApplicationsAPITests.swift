@@ -76,6 +76,30 @@ import Testing
         }
     }
 
+    /// Signing out ends the user's app logins too: the app credential a subdomain host holds stops working.
+    @Test func signingOutRevokesAppLogins() async throws {
+        let deployment = try Self.deployment()
+        try await deployment.test { api in
+            let session = try await api.signInOwner()
+            let other = try await api.signInOwner()
+            let response = try await api.request(.get, Self.authRedirect(Self.appURL), token: session)
+            let location = try #require(response.headers[.location])
+            let sealed = String(location.dropFirst((Self.appURL + "&meshgate_app_key=").count))
+            let keyring = try await deployment.environment.appConnectKeys.keyring()
+            let credential = try #require(AppConnectKey.open(sealed, keys: keyring, now: deployment.clock.now, expectedHost: Self.appHost))
+            let authenticator = Authenticator(store: deployment.store, clock: deployment.clock)
+            guard case .valid = try await authenticator.authenticate(credential, scope: .apps) else { Issue.record("invalid before sign-out"); return }
+
+            #expect(try await api.request(.post, "/api/v2/users/logout", token: session).status == .ok)
+            guard case .invalid = try await authenticator.authenticate(credential, scope: .apps) else {
+                Issue.record("the app credential outlived the sign-out")
+                return
+            }
+            // Another session of the same user is its own sign-in and stays.
+            #expect(try await api.request(.get, "/api/v2/users/me", token: other).status == .ok)
+        }
+    }
+
     /// No session (or an expired one): to the login page, which comes back here.
     @Test func notSignedInGoesToLogin() async throws {
         let deployment = try Self.deployment(sessionLifetime: 60)

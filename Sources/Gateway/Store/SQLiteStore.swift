@@ -103,6 +103,14 @@ public final class SQLiteStore: Store {
         }
     }
 
+    @discardableResult
+    public func deleteAPIKeys(userID: UUID, loginType: APIKey.LoginType) async throws -> Int {
+        try await write { db in
+            try db.execute(sql: "DELETE FROM api_keys WHERE user_id = ? AND login_type = ?", arguments: [userID, loginType.rawValue])
+            return db.changesCount
+        }
+    }
+
     // MARK: Workspaces
 
     public func insertWorkspace(_ workspace: Workspace) async throws {

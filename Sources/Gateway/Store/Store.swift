@@ -23,6 +23,8 @@ public protocol Store: Sendable {
     func deleteAPIKey(id: String) async throws
     /// Removes keys that expired before `date`; returns how many.
     @discardableResult func deleteAPIKeys(expiredBefore date: Date) async throws -> Int
+    /// Removes every key of `userID` with `loginType`; returns how many.
+    @discardableResult func deleteAPIKeys(userID: UUID, loginType: APIKey.LoginType) async throws -> Int
 
     // Workspaces
     func insertWorkspace(_ workspace: Workspace) async throws
