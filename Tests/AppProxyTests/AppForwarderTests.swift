@@ -274,12 +274,14 @@ import Tunnel
         let meter = TransferMeter()
         try await ForwardingFixture.with { fixture in
             try await withTestApp(upstreamRouter(meter: meter)) { port in
-                let forwarder = AppForwarder(streams: fixture.streams, dialer: fixture.mesh.dialer, responseHeadTimeout: .milliseconds(200))
+                // The limit leaves the app ample time once the upload is in, even on a loaded machine; the upload
+                // takes half as long again.
+                let forwarder = AppForwarder(streams: fixture.streams, dialer: fixture.mesh.dialer, responseHeadTimeout: .seconds(1))
                 let (chunks, feed) = AsyncStream<ByteBuffer>.makeStream()
                 Task {
                     for _ in 0..<6 {
                         feed.yield(ByteBuffer(repeating: 0x61, count: 1024))
-                        try? await Task.sleep(for: .milliseconds(100))
+                        try? await Task.sleep(for: .milliseconds(250))
                     }
                     feed.finish()
                 }

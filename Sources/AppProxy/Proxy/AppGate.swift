@@ -57,18 +57,21 @@ public struct AppGate: Sendable {
     let now: @Sendable () -> Date
     /// Shared by every copy of the gate: the token fast path.
     let verifiedTokens = VerifiedAppTokens()
+    /// `AppTokenCookie.subdomainName` of the configuration's wildcard, hashed once.
+    private let subdomainCookieName: String
 
     public init(
         configuration: Configuration, resolver: any AppResolver, sessions: any AppSessionAuthenticator, tokens: any AppKeys<AppTokenSigning>,
         now: @escaping @Sendable () -> Date
     ) {
         (self.configuration, self.resolver, self.sessions, self.tokens, self.now) = (configuration, resolver, sessions, tokens, now)
+        subdomainCookieName = AppTokenCookie.subdomainName(wildcardHost: configuration.hostname)
     }
 
     /// `originalURL` is the URL the browser asked for (where to come back after signing in).
     public func admit(_ request: AppRequest, credentials: Credentials, secure: Bool, originalURL: String) async -> Admission {
         if request.accessMethod == .path, configuration.pathAppsDisabled { return .respond(.page(.pathAppsDisabled())) }
-        let cookie = AppTokenCookie(for: request, wildcardHost: configuration.hostname, secure: secure)
+        let cookie = AppTokenCookie(for: request, subdomainName: subdomainCookieName, secure: secure)
         if let token = cookie.value(in: credentials), let verified = try? await tokens.verify(token, now: now(), for: request, cache: verifiedTokens) {
             return .proxy(ResolvedApp(token: verified), setCookie: nil)
         }

@@ -23,11 +23,16 @@ public struct AppTokenCookie: Sendable, Equatable {
     /// The cookie for `request`. `wildcardHost` is the wildcard pattern its subdomain app was matched under
     /// (unused for path apps); `secure` is whether the app is served over https.
     public init(for request: AppRequest, wildcardHost: AppHostname?, secure: Bool) {
+        self.init(for: request, subdomainName: Self.subdomainName(wildcardHost: wildcardHost), secure: secure)
+    }
+
+    /// With the subdomain cookie name worked out once (it hashes the wildcard pattern), for the per-request path.
+    init(for request: AppRequest, subdomainName: String, secure: Bool) {
         switch request.accessMethod {
         case .path:
             (name, path) = (Self.pathAppName, Self.cookiePath(request.basePath))
         case .subdomain:
-            (name, path) = (Self.subdomainName(wildcardHost: wildcardHost), "/")
+            (name, path) = (subdomainName, "/")
         }
         (maxAge, self.secure) = (Int(SignedAppToken.lifetime), secure)
     }
