@@ -163,6 +163,33 @@ import Tunnel
         }
     }
 
+    /// Hummingbird writes a response's body only after its head; when the browser is gone by then (h2load resets
+    /// its HTTP/2 streams at the end of a run) the body is dropped unwritten, and its exchange must still free the
+    /// stream. Left leased, each large download held a full stream window (4 MiB) unread against the mesh
+    /// connection's 16 MiB, so a few stalled every later request to the agent.
+    @Test func unwrittenResponseFreesItsStream() async throws {
+        try await ForwardingFixture.with { fixture in
+            try await withTestApp(upstreamRouter()) { port in
+                let leases = LeaseLog(fixture.streams)
+                let forwarder = AppForwarder(streams: leases, dialer: fixture.mesh.dialer)
+                let app = fixture.app(port: port)
+                for _ in 0..<5 {
+                    let path = "/download?bytes=\(32 << 20)"
+                    let head = HTTPRequest(method: .get, scheme: "https", authority: "x", path: path, headerFields: [:])
+                    let response = try await forwarder.forward(Request(head: head, body: RequestBody(buffer: ByteBuffer())), to: app, path: path, origin: ForwardingFixture.origin)
+                    #expect(response.status == .ok)
+                }
+                let deadline = ContinuousClock.now + .seconds(10)
+                for channel in leases.channels {
+                    #expect(await closes(channel, by: deadline), "the stream of a response never written is still open")
+                }
+                let hello = await firstOf(.seconds(30)) { try await fixture.forward(.get, "/hello", to: app).bodyString() }
+                #expect(hello == "hello", "a request after them answers")
+                for channel in leases.channels { channel.close(promise: nil) }  // so the app can stop when this fails
+            }
+        }
+    }
+
     /// An HTTPS app (a self-signed certificate, as such apps have) is reached with TLS over the stream.
     @Test func httpsApps() async throws {
         try await ForwardingFixture.with { fixture in
@@ -472,5 +499,42 @@ struct ProcessMemory {
             let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "")
         else { return 0 }
         return kilobytes << 10
+    }
+}
+
+/// Records the streams it hands out (from `streams`), so a test can see whether they end.
+final class LeaseLog: AgentStreamFailureReporting {
+    private let streams: any AgentStreamFailureReporting
+    private let leased = Mutex([any Channel]())
+
+    init(_ streams: any AgentStreamFailureReporting) { self.streams = streams }
+
+    var channels: [any Channel] { leased.withLock { $0 } }
+
+    func checkoutReportingFailure(agent: UUID, port: UInt16) async throws -> (lease: AgentStreamLease, failure: AgentStreamFailureRecord?) {
+        let checkout = try await streams.checkoutReportingFailure(agent: agent, port: port)
+        leased.withLock { $0.append(checkout.lease.channel) }
+        return checkout
+    }
+
+    func checkin(_ lease: AgentStreamLease) async { await streams.checkin(lease) }
+}
+
+/// Whether `channel` closes before `deadline` (polled: a close future cannot be given up on).
+func closes(_ channel: any Channel, by deadline: ContinuousClock.Instant) async -> Bool {
+    while channel.isActive, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
+    return !channel.isActive
+}
+
+/// `body`'s value, or nil if it throws or takes longer than `limit` (`body` must end when cancelled).
+func firstOf<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async -> T? {
+    await withTaskGroup(of: T?.self) { group in
+        group.addTask { try? await body() }
+        group.addTask {
+            try? await Task.sleep(for: limit)
+            return nil
+        }
+        defer { group.cancelAll() }
+        return await group.next() ?? nil
     }
 }

@@ -2,6 +2,7 @@ import HTTPTypes
 import HummingbirdCore
 import NIOCore
 import NIOHTTP1
+import Synchronization
 import Tunnel
 
 /// The proxy step: a browser's request (HTTP/1.1 or HTTP/2, as Hummingbird hands both over) to an app behind
@@ -122,7 +123,11 @@ public struct AppForwarder: Sendable {
             return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: body))
         }
         let length = head.headers.first(name: "content-length").flatMap(Int.init)
+        // Hummingbird runs the body only once the head is written; a browser gone by then (an HTTP/2 stream
+        // reset while the app was answering) drops the body unrun, and the guard's deinit frees the stream.
+        let unwritten = UnwrittenBodyGuard(exchange)
         let body = ResponseBody(contentLength: length) { writer in
+            unwritten.bodyStarted()
             while true {
                 let part: AgentHTTPExchange.BodyPart
                 do {
@@ -156,5 +161,23 @@ public struct AppForwarder: Sendable {
             if let name = HTTPField.Name(name) { fields.append(HTTPField(name: name, value: value)) }
         }
         return fields
+    }
+}
+
+/// Aborts an exchange whose response body is dropped without ever being written. Such an exchange's stream
+/// would stay leased for good: it counts against the agent's stream limit, and the unread rest of the app's
+/// response holds its share of the mesh connection's receive window, so a few of them stall every stream to
+/// that agent (HTTP/2 1 MiB downloads through h2load failed this way once its runs had reset some requests).
+private final class UnwrittenBodyGuard: Sendable {
+    private let exchange: AgentHTTPExchange
+    private let started = Atomic(false)
+
+    init(_ exchange: AgentHTTPExchange) { self.exchange = exchange }
+
+    /// From here the body's writer finishes or aborts the exchange itself.
+    func bodyStarted() { started.store(true, ordering: .relaxed) }
+
+    deinit {
+        if !started.load(ordering: .relaxed) { exchange.abort() }
     }
 }
