@@ -16,6 +16,11 @@ public final class MeshNode: Sendable {
 
     /// How often device timers run; WireGuard's timers are seconds long, so 100 ms is ample precision.
     static let tickInterval: TimeAmount = .milliseconds(100)
+    /// Datagrams taken from the socket per receive call.
+    static let datagramsPerRead = 16
+    /// Room for one received datagram: WireGuard packets of the mesh MTU (1280) and its overhead, with margin.
+    /// Anything longer is cut short and then fails authentication, as it could never be a peer's packet.
+    static let maxDatagramSize = 2048
 
     /// Per-loop state: the device, outstanding pings and the packet sink.
     final class LoopState {
@@ -102,6 +107,10 @@ public final class MeshNode: Sendable {
             // Bursts of full packets overflow the default ~200 KB buffers; the kernel caps this at rmem_max.
             .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
             .channelOption(.socketOption(.so_sndbuf), value: 4 << 20)
+            // recvmmsg: up to `datagramsPerRead` datagrams per system call (one read and one wake-up per packet
+            // was a large share of the cost of a bulk transfer), in slots as big as any datagram a peer sends.
+            .channelOption(.datagramVectorReadMessageCount, value: datagramsPerRead)
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: datagramsPerRead * maxDatagramSize))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(UDPPathHandler(node: state.value)) }
             }

@@ -49,6 +49,7 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var trailers: HTTPHeaders?
     private var responseEnded = false
     private var bodyWaiter: EventLoopPromise<BodyPart>?
+    private var deliveryScheduled = false
     private var readHeld = false
     private var deadline: Scheduled<Void>?
 
@@ -165,13 +166,14 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // After a 101 nothing more is HTTP: the caller takes the stream over now.
             if response.status == .switchingProtocols { deliverStart() } else { startPending = true }
         case .body(let chunk):
-            if let waiter = bodyWaiter {
-                bodyWaiter = nil
-                waiter.succeed(.bytes(chunk))
-            } else {
-                queue.append(chunk)
-                bufferedBytes += chunk.readableBytes
-                peakBufferedBytes = max(peakBufferedBytes, bufferedBytes)
+            queue.append(chunk)
+            bufferedBytes += chunk.readableBytes
+            peakBufferedBytes = max(peakBufferedBytes, bufferedBytes)
+            // A waiting reader gets what arrived in this turn of the loop at its end, joined: the stream delivers a
+            // packet's worth at a time, and a hop to the reader per packet was most of a download's cost.
+            if bodyWaiter != nil, !deliveryScheduled {
+                deliveryScheduled = true
+                context.eventLoop.assumeIsolated().execute { self.deliverToWaiter() }
             }
         case .end(let trailers):
             self.trailers = trailers
@@ -180,8 +182,9 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
             completeIfEnded()
             if startPending { deliverStart() }
             if let waiter = bodyWaiter {
+                // Bytes waiting for the end of the turn go first; the end follows on the next read.
                 bodyWaiter = nil
-                waiter.succeed(.end(trailers))
+                if let chunk = takeQueued() { waiter.succeed(.bytes(chunk)) } else { waiter.succeed(.end(trailers)) }
             }
         }
     }
@@ -189,6 +192,13 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func channelReadComplete(context: ChannelHandlerContext) {
         if startPending { deliverStart() }
         context.fireChannelReadComplete()
+    }
+
+    private func deliverToWaiter() {
+        deliveryScheduled = false
+        guard let waiter = bodyWaiter, let chunk = takeQueued() else { return }
+        bodyWaiter = nil
+        waiter.succeed(.bytes(chunk))
     }
 
     private func deliverStart() {
