@@ -1,3 +1,4 @@
+import MeshgateTesting
 import Testing
 
 @testable import Tunnel
@@ -97,6 +98,23 @@ struct SplitMix: RandomNumberGenerator {
         }
         while sum >> 16 != 0 { sum = (sum & 0xffff) + (sum >> 16) }
         #expect(checksum == ~UInt16(sum))
+    }
+
+    /// The word-at-a-time sum agrees with RFC 1071's 16-bit arithmetic for every length and alignment of data.
+    @Test func checksumAgreesWithSixteenBitWords() {
+        var random = SplitMix64(seed: 3)
+        for length in 0..<70 {
+            let data = (0..<length).map { _ in UInt8.random(in: 0...255, using: &random) }
+            var words: [UInt32] = []
+            let bytes = a.bytes + b.bytes + [0, 0, UInt8(length >> 8), UInt8(length & 0xff), 0, 0, 0, 17] + data
+            for index in stride(from: 0, to: bytes.count, by: 2) {
+                words.append(UInt32(bytes[index]) << 8 | UInt32(index + 1 < bytes.count ? bytes[index + 1] : 0))
+            }
+            var sum = words.reduce(0, +)
+            while sum >> 16 != 0 { sum = (sum & 0xffff) + (sum >> 16) }
+            #expect(IPv6Header.checksum(source: a.bytes, destination: b.bytes, nextHeader: 17, upperLayer: data) == ~UInt16(sum), "length \(length)")
+            #expect(IPv6Header.checksum(source: a.bytes, destination: b.bytes, nextHeader: 17, upperLayer: data.lazy.map { $0 }) == ~UInt16(sum))
+        }
     }
 
     @Test func udpRoundTripAndCorruption() throws {

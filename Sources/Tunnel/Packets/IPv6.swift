@@ -48,12 +48,19 @@ public struct IPv6Header: Equatable, Sendable {
         var sum: UInt64 = 0
         func add(_ bytes: some Collection<UInt8>) {
             let contiguous: Void? = bytes.withContiguousStorageIfAvailable { buffer in
+                // Four bytes at a time (every stream packet is summed): a 32-bit big-endian word folds to the
+                // same ones' complement sum as its two 16-bit halves, since 2^16 ≡ 1 (mod 2^16 - 1).
+                let raw = UnsafeRawBufferPointer(buffer)
                 var index = 0
-                while index + 1 < buffer.count {
-                    sum &+= UInt64(buffer[index]) << 8 | UInt64(buffer[index + 1])
+                while index + 4 <= raw.count {
+                    sum &+= UInt64(UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: index, as: UInt32.self)))
+                    index += 4
+                }
+                while index + 1 < raw.count {
+                    sum &+= UInt64(raw[index]) << 8 | UInt64(raw[index + 1])
                     index += 2
                 }
-                if index < buffer.count { sum &+= UInt64(buffer[index]) << 8 }
+                if index < raw.count { sum &+= UInt64(raw[index]) << 8 }
             }
             guard contiguous == nil else { return }
             var iterator = bytes.makeIterator()
