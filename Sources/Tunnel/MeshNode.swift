@@ -128,7 +128,7 @@ public final class MeshNode: Sendable {
                 let node = state.value
                 let now = ContinuousClock.now
                 node.handle(node.device.tick(now: now))
-                node.handleDirect(node.direct?.tick(now: now, lastReceipt: node.device.lastReceipt) ?? [])
+                node.handleDirect(node.direct?.tick(now: now, lastReceipt: node.device.lastReceipt, lastData: node.device.lastData) ?? [])
             }
             return NIOLoopBound<RepeatedTask?>(task, eventLoop: loop)
         }.get()

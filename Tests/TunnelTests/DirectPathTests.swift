@@ -18,6 +18,11 @@ final class DirectPair {
     /// Routes each side chose, latest last.
     var aRoutes: [Endpoint] = []
     var bRoutes: [Endpoint] = []
+    /// Probe datagrams sent by either side.
+    var probesSent = 0
+    /// Data flows between the two unless a test pauses it (then it last flowed at `pausedAt`).
+    var pausedAt: ContinuousClock.Instant?
+    var lastData: ContinuousClock.Instant? { pausedAt ?? now }
 
     init(aBlocked: Bool = false, bBlocked: Bool = false) {
         a = DirectPaths(privateKey: aKey, configuration: .init(blocked: aBlocked))
@@ -42,6 +47,7 @@ final class DirectPair {
             switch output {
             case .route(_, let endpoint): side == .a ? aRoutes.append(endpoint) : bRoutes.append(endpoint)
             case .transmit(let datagram, let destination):
+                probesSent += 1
                 guard !cut.contains(destination) else { continue }
                 switch (side, destination) {
                 case (.a, bEndpoint): deliver(b.receive(datagram, from: aEndpoint, now: now), from: .b)
@@ -58,8 +64,8 @@ final class DirectPair {
         while elapsed < duration {
             now += step
             elapsed += step
-            deliver(a.tick(now: now) { _ in nil }, from: .a)
-            deliver(b.tick(now: now) { _ in nil }, from: .b)
+            deliver(a.tick(now: now, lastReceipt: { _ in nil }, lastData: { _ in self.lastData }), from: .a)
+            deliver(b.tick(now: now, lastReceipt: { _ in nil }, lastData: { _ in self.lastData }), from: .b)
         }
     }
 }
@@ -140,8 +146,41 @@ final class DirectPair {
         pair.cut = [pair.aEndpoint, pair.bEndpoint]
         for _ in 0..<100 {
             pair.now += .milliseconds(100)
-            _ = pair.a.tick(now: pair.now) { _ in (pair.bEndpoint, pair.now) }
+            _ = pair.a.tick(now: pair.now, lastReceipt: { _ in (pair.bEndpoint, pair.now) }, lastData: { _ in pair.now })
         }
+        #expect(pair.a.directPath(of: pair.bKey.publicKey)?.endpoint == pair.bEndpoint)
+    }
+
+    /// No data for `idleTimeout`: both sides rest on DERP and send nothing more; data again finds the path at once.
+    @Test func idlePeersAreNotProbed() {
+        let pair = DirectPair()
+        pair.introduce()
+        pair.advance(.milliseconds(100))
+        pair.pausedAt = pair.now
+        pair.advance(DirectPathTimers.idleTimeout - .seconds(1))
+        #expect(pair.aRoutes.last == pair.bEndpoint, "heartbeats until then")
+        pair.advance(.seconds(2))
+        #expect(pair.aRoutes.last == pair.aDERP && pair.bRoutes.last == pair.bDERP)
+        let sent = pair.probesSent
+        pair.advance(.seconds(300))
+        #expect(pair.probesSent == sent, "nothing while idle")
+        pair.pausedAt = nil
+        pair.advance(.milliseconds(100))
+        #expect(pair.aRoutes.last == pair.bEndpoint && pair.bRoutes.last == pair.aEndpoint)
+    }
+
+    /// A peer that never sent data is not probed either; one without a relay keeps its direct path however idle.
+    @Test func idleWithoutRelayKeepsTheDirectPath() {
+        let pair = DirectPair()
+        pair.pausedAt = pair.now - DirectPathTimers.idleTimeout
+        pair.introduce()
+        pair.advance(.seconds(5))
+        #expect(pair.probesSent == 0)
+        _ = pair.a.configure(pair.bKey.publicKey, derp: nil, candidates: [pair.bEndpoint], now: pair.now)
+        _ = pair.b.configure(pair.aKey.publicKey, derp: nil, candidates: [pair.aEndpoint], now: pair.now)
+        pair.advance(.milliseconds(100))
+        #expect(pair.a.directPath(of: pair.bKey.publicKey)?.endpoint == pair.bEndpoint)
+        pair.advance(.seconds(120))
         #expect(pair.a.directPath(of: pair.bKey.publicKey)?.endpoint == pair.bEndpoint)
     }
 
@@ -159,7 +198,7 @@ final class DirectPair {
         _ = pair.a.configure(pair.bKey.publicKey, derp: pair.aDERP, candidates: [pair.bEndpoint], now: pair.now)
         _ = pair.b.configure(pair.aKey.publicKey, derp: pair.bDERP, candidates: [], now: pair.now)
         pair.now += .milliseconds(100)
-        let pings = pair.a.tick(now: pair.now) { _ in nil }
+        let pings = pair.a.tick(now: pair.now, lastReceipt: { _ in nil }, lastData: { _ in pair.now })
         guard case .transmit(let ping, _) = pings.first else { Issue.record("no ping"); return }
         let answers = pair.b.receive(ping, from: pair.aEndpoint, now: pair.now)
         guard case .transmit(let pong, _) = answers.first else { Issue.record("no pong"); return }

@@ -26,6 +26,11 @@ public enum DirectPathTimers {
     public static let pingTimeout: Duration = .seconds(5)
     /// Peer-reflexive candidates (sources of the peer's pings) kept per peer, newest first.
     public static let maximumLearnedCandidates = 8
+    /// A peer with no data either way for this long is idle: its direct path goes back to DERP and nothing probes
+    /// it until data flows again, so a gateway does not ping every agent it ever reached every two seconds for
+    /// ever (Tailscale's disco stops heartbeats after the same 45 s). The relay is always there, so the first
+    /// packets after a pause take it while a probe round finds the direct path again.
+    public static let idleTimeout: Duration = .seconds(45)
 }
 
 /// The direct-path state of every managed peer: which UDP endpoints it announced or was seen at, which one (if
@@ -57,6 +62,8 @@ final class DirectPaths {
         var nextRound: ContinuousClock.Instant
         var lastRound: ContinuousClock.Instant?
         var backoff = DirectPathTimers.initialBackoff
+        /// No data for `idleTimeout`: not probed, not heartbeated.
+        var idle = false
 
         var candidates: [Endpoint] { announced + learned.filter { !announced.contains($0) } }
     }
@@ -142,12 +149,35 @@ final class DirectPaths {
 
     /// Runs every peer's timers: probe rounds with backoff while on DERP, heartbeats on a direct path, and the
     /// fall-back to DERP when a direct path goes quiet. `lastReceipt` is WireGuard's latest authenticated packet
-    /// from a peer (any traffic proves the path alive, not only pongs).
-    func tick(now: ContinuousClock.Instant, lastReceipt: (NodePublicKey) -> (endpoint: Endpoint, at: ContinuousClock.Instant)?) -> [Output] {
+    /// from a peer (any traffic proves the path alive, not only pongs); `lastData` its latest data packet either
+    /// way (a peer without any for `idleTimeout` rests on DERP).
+    func tick(
+        now: ContinuousClock.Instant, lastReceipt: (NodePublicKey) -> (endpoint: Endpoint, at: ContinuousClock.Instant)?,
+        lastData: (NodePublicKey) -> ContinuousClock.Instant?
+    ) -> [Output] {
         guard !configuration.blocked else { return [] }
         var outputs: [Output] = []
         for (key, var peer) in peers {
             peer.pings = peer.pings.filter { now - $0.value.sentAt < DirectPathTimers.pingTimeout }
+            let inUse = lastData(key).map { now - $0 < DirectPathTimers.idleTimeout } ?? false
+            // Without a relay to fall back on, a direct path is all there is: it stays, idle or not.
+            if !inUse, peer.derp != nil {
+                if !peer.idle {
+                    peer.idle = true
+                    peer.pings.removeAll()
+                    if peer.direct != nil, let derp = peer.derp {
+                        (peer.direct, peer.rtt, peer.lastHeard) = (nil, nil, nil)
+                        outputs.append(.route(key, via: derp))
+                    }
+                }
+                peers[key] = peer
+                continue
+            }
+            if peer.idle {
+                // Data again: look for the direct path at once.
+                peer.idle = false
+                (peer.backoff, peer.nextRound) = (DirectPathTimers.initialBackoff, now)
+            }
             if let direct = peer.direct {
                 var heard = peer.lastHeard ?? now
                 if let receipt = lastReceipt(key), receipt.endpoint == direct { heard = max(heard, receipt.at) }

@@ -89,6 +89,8 @@ public final class WireGuardDevice {
     public func setRoaming(_ roams: Bool, for key: NodePublicKey) { peers[key]?.roams = roams }
     /// Where and when `key`'s latest authenticated packet arrived.
     public func lastReceipt(of key: NodePublicKey) -> (endpoint: Endpoint, at: ContinuousClock.Instant)? { peers[key]?.lastReceipt }
+    /// When a data packet last went to or came from `key` (one waiting for a handshake counts).
+    public func lastData(of key: NodePublicKey) -> ContinuousClock.Instant? { peers[key]?.lastData }
     public func endpoint(of key: NodePublicKey) -> Endpoint? { peers[key]?.endpoint }
     /// The peer's own mesh address: its first single-address allowed IP.
     public func meshAddress(of key: NodePublicKey) -> MeshAddress? { peers[key]?.allowedIPs.first { $0.length == 128 }?.address }
@@ -114,6 +116,7 @@ public final class WireGuardDevice {
     }
 
     func send(_ packet: [UInt8], to peer: WireGuardPeer, now: ContinuousClock.Instant) -> [Output] {
+        if !packet.isEmpty { peer.lastData = now }
         guard var keypair = peer.current, keypair.canSend(now: now), let endpoint = peer.endpoint else {
             if !packet.isEmpty {
                 if peer.queue.count >= configuration.queueLimit {
@@ -275,6 +278,7 @@ public final class WireGuardDevice {
             outputs += initiateHandshake(peer, now: now)
         }
         guard !plaintext.isEmpty else { return outputs }  // keepalive
+        peer.lastData = now
 
         guard let header = IPv6Header(plaintext), header.totalLength <= plaintext.count else { return outputs + drop(.malformed) }
         guard peer.routeLength(to: header.source) >= 0 else { return outputs + drop(.disallowedSource) }

@@ -18,6 +18,8 @@ final class WireGuardPeer {
     var roams = true
     /// The latest authenticated packet's source and arrival.
     var lastReceipt: (endpoint: Endpoint, at: ContinuousClock.Instant)?
+    /// The latest data packet either way (keepalives and handshakes aside): whether the peer is in use.
+    var lastData: ContinuousClock.Instant?
 
     // Sessions
     var handshake: Handshake = .idle
