@@ -163,6 +163,54 @@ import Tunnel
         }
     }
 
+    /// A reader cancelled after its exchange completed (the body waits in the exchange, the stream is back in the
+    /// pool) must not close the stream: it may already carry the next exchange.
+    @Test func cancelledReaderLeavesAReturnedStreamAlone() async throws {
+        try await ForwardingFixture.with { fixture in
+            let server = try await ScriptedServer.start { _, _, _ in
+                .respondInTwoParts(head: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", body: "hello", later: .milliseconds(100))
+            }
+            var request = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/")
+            request.headers.add(name: "Host", value: "127.0.0.1")
+            let exchange = try await AgentHTTPExchange.begin(request, agent: fixture.agentID, port: UInt16(server.port), through: fixture.streams)
+            try await eventually("the stream is back in the pool") { fixture.streams.idleCount == 1 }
+            let reader = Task {
+                withUnsafeCurrentTask { $0?.cancel() }
+                return try await exchange.nextBodyPart()
+            }
+            guard case .bytes(let body) = try await reader.value else { Issue.record("no body"); return }
+            #expect(String(buffer: body) == "hello")
+            try await Task.sleep(for: .milliseconds(50))
+            #expect(exchange.lease.channel.isActive, "the returned stream stays open")
+            let next = try await AgentHTTPExchange.begin(request, agent: fixture.agentID, port: UInt16(server.port), through: fixture.streams)
+            #expect(next.lease.reused && next.lease.channel === exchange.lease.channel)
+            next.abort()
+            await server.close()
+        }
+    }
+
+    /// An app that drops a request on every kept-alive stream gets it twice at most (the keep-alive race is worth
+    /// one more try), not once per idle stream.
+    @Test func staleStreamRetryHappensOnce() async throws {
+        try await ForwardingFixture.with { fixture in
+            let server = try await ScriptedServer.start { _, _, _ in .close }
+            var request = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/")
+            request.headers.add(name: "Host", value: "127.0.0.1")
+            // Four streams waiting in the pool (handed out again as kept-alive ones).
+            var leases: [AgentStreamLease] = []
+            for _ in 0..<4 { leases.append(try await fixture.streams.checkout(agent: fixture.agentID, port: UInt16(server.port))) }
+            for lease in leases { await fixture.streams.checkin(lease) }
+            #expect(fixture.streams.idleCount == 4)
+            await #expect(throws: AgentHTTPExchangeFailure.self) {
+                _ = try await AgentHTTPExchange.begin(
+                    request, agent: fixture.agentID, port: UInt16(server.port), through: fixture.streams, retryingStaleStreams: true
+                )
+            }
+            #expect(fixture.streams.idleCount == 2, "two streams tried, two left")
+            await server.close()
+        }
+    }
+
     /// Hummingbird writes a response's body only after its head; when the browser is gone by then (h2load resets
     /// its HTTP/2 streams at the end of a run) the body is dropped unwritten, and its exchange must still free the
     /// stream. Left leased, each large download held a full stream window (4 MiB) unread against the mesh

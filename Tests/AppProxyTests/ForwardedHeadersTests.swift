@@ -136,6 +136,21 @@ import Tunnel
         #expect(CookieHeader.appCookies(["x_meshgate_session_token=1"]) == "x_meshgate_session_token=1")
     }
 
+    /// An empty cookie names nothing: it must not hide a later one of the same name from the gate.
+    @Test func emptyCookiesAreSkipped() {
+        let credentials = AppGate.Credentials(cookieHeaders: ["meshgate_session_token=; =x", "meshgate_session_token=real"], sessionHeader: nil)
+        #expect(credentials.cookies == ["meshgate_session_token": "real"])
+    }
+
+    /// Whitespace of any kind before a name is skipped, as cookie readers skip it: an app cannot plant a
+    /// " meshgate_…" cookie with a no-break space, nor does one reach an app.
+    @Test func leadingUnicodeWhitespaceIsNotADisguise() {
+        #expect(MeshgateCredentials.isMeshgateCookie(named: "\u{A0}meshgate_session_token"))
+        #expect(CookieHeader.appCookies(["\u{3000}meshgate_session_token=s; a=1"]) == "a=1")
+        let kept = ForwardedHeaders.response(HTTPHeaders([("Set-Cookie", "\u{A0}meshgate_session_token=planted; Path=/"), ("Set-Cookie", "a=1")]))
+        #expect(kept["Set-Cookie"] == ["a=1"])
+    }
+
     @Test func credentialNamesIgnoreCaseOfLettersOnly() {
         #expect(MeshgateCredentials.isMeshgateCookie(named: "MeshGate_Anything"))
         // `_` folded like a letter would be DEL: not the same name.

@@ -248,6 +248,8 @@ func loopbackServer(halfClosure: Bool = false, _ configure: @escaping @Sendable 
 final class ScriptedServer: Sendable {
     enum Action: Sendable {
         case respond(String)
+        /// The head now and the body after `later`, in two reads at the other end.
+        case respondInTwoParts(head: String, body: String, later: TimeAmount)
         case respondAndClose(String)
         case close
         /// Read the request and never answer.
@@ -299,6 +301,11 @@ final class ScriptedServer: Sendable {
                 switch action {
                 case .respond(let text):
                     context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: text)), promise: nil)
+                case .respondInTwoParts(let head, let body, let later):
+                    context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: head)), promise: nil)
+                    context.eventLoop.assumeIsolated().scheduleTask(in: later) {
+                        context.writeAndFlush(self.wrapOutboundOut(ByteBuffer(string: body)), promise: nil)
+                    }
                 case .respondAndClose(let text):
                     context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: text))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
                     return

@@ -11,14 +11,14 @@ import Tunnel
 
     /// A pool (idle timeouts by hand) to an agent node answering for `agentID`, and the HTTP server behind it.
     func withPool(
-        maxIdle: Int = 8, _ body: @escaping @Sendable (AgentStreamPool, ManualIdleTimer, KeepAliveTestServer, LoopbackAgent) async throws -> Void
+        maxIdle: Int = 8, maxIdlePerAgent: Int = 128, _ body: @escaping @Sendable (AgentStreamPool, ManualIdleTimer, KeepAliveTestServer, LoopbackAgent) async throws -> Void
     ) async throws {
         let mesh = try await LoopbackAgent.start()
         mesh.dialer.connect(agentID)
         let server = try await KeepAliveTestServer.start()
         let timer = ManualIdleTimer()
         var configuration = AgentStreamPool.Configuration()
-        (configuration.timer, configuration.maxIdlePerKey) = (timer, maxIdle)
+        (configuration.timer, configuration.maxIdlePerKey, configuration.maxIdlePerAgent) = (timer, maxIdle, maxIdlePerAgent)
         let pool = AgentStreamPool(dialer: mesh.dialer, configuration: configuration)
         do {
             try await body(pool, timer, server, mesh)
@@ -116,6 +116,23 @@ import Tunnel
             let elsewhere = try await pool.checkout(agent: agentID, port: other.port)
             #expect(!elsewhere.reused)
             try await elsewhere.channel.close()
+            try await other.close()
+        }
+    }
+
+    /// Across an agent's ports at most `maxIdlePerAgent` idle streams (they count against the mesh connection's
+    /// open streams): listing one more closes the oldest of the port being listed.
+    @Test func keepsAtMostMaxIdlePerAgent() async throws {
+        try await withPool(maxIdle: 2, maxIdlePerAgent: 3) { pool, timer, server, _ in
+            let other = try await KeepAliveTestServer.start()
+            var first: [AgentStreamLease] = [], second: [AgentStreamLease] = []
+            for _ in 0..<2 { first.append(try await pool.checkout(agent: agentID, port: server.port)) }
+            for _ in 0..<2 { second.append(try await pool.checkout(agent: agentID, port: other.port)) }
+            for lease in first + second { await pool.checkin(lease) }
+            #expect(pool.idleCount(agent: agentID, port: server.port) == 2 && pool.idleCount(agent: agentID, port: other.port) == 1)
+            try await second[0].channel.closeFuture.get()
+            #expect(timer.count == 3)
+            pool.closeIdle()
             try await other.close()
         }
     }

@@ -38,7 +38,7 @@ public final class AgentHTTPExchange: Sendable {
 
         /// Returns once the stream can take more, so a fast producer never piles bytes up in memory.
         public func write(_ chunk: ByteBuffer) async throws {
-            try await channel.awaitingCancellably(channel.eventLoop.flatSubmit { handler.value!.sendBody(chunk) })
+            try await AgentHTTPExchange.awaiting(channel.eventLoop.flatSubmit { handler.value!.sendBody(chunk) }, on: channel, handler)
         }
     }
 
@@ -77,6 +77,7 @@ public final class AgentHTTPExchange: Sendable {
         _ request: HTTPRequestHead, agent: UUID, port: UInt16, through streams: any AgentStreamSource, retryingStaleStreams: Bool,
         acceptsUpgrade: Bool, responseHeadTimeout: Duration = defaultResponseHeadTimeout, body: (@Sendable (RequestBodyWriter) async throws -> Void)?
     ) async throws -> AgentHTTPExchange {
+        var retried = false
         while true {
             let lease: AgentStreamLease
             var early: AgentStreamFailureRecord?
@@ -133,7 +134,7 @@ public final class AgentHTTPExchange: Sendable {
                 Task {
                     do {
                         try await body(RequestBodyWriter(handler: handler, channel: channel))
-                        try await channel.awaitingCancellably(loop.flatSubmit { handler.value!.endRequest() })
+                        try await awaiting(loop.flatSubmit { handler.value!.endRequest() }, on: channel, handler)
                     } catch {
                         // The app must not wait for the rest of a body that will never come.
                         uploadFailure.record(error)
@@ -142,7 +143,7 @@ public final class AgentHTTPExchange: Sendable {
                 }
             }
             do {
-                let start = try await channel.awaitingCancellably(started)
+                let start = try await awaiting(started, on: channel, handler)
                 return AgentHTTPExchange(lease: lease, start: start, handler: handler, outcome: outcome, upload: upload)
             } catch {
                 channel.close(promise: nil)
@@ -152,7 +153,14 @@ public final class AgentHTTPExchange: Sendable {
                 if case .noResponse = error as? AppUpstreamError {
                     throw AgentHTTPExchangeFailure(stage: .request, cause: error, heard: nil, reusedStream: lease.reused)
                 }
-                if lease.reused, retryingStaleStreams, body == nil, !Task.isCancelled { continue }
+                // The keep-alive race: the app closed the idle connection as the request went out. Worth one more
+                // try, and only then: an app that drops this request on every stream must not get it 65 times.
+                if lease.reused, retryingStaleStreams, body == nil, !retried, !Task.isCancelled,
+                    (try? await loop.submit { handler.value?.closedBeforeAnswering ?? true }.get()) == true
+                {
+                    retried = true
+                    continue
+                }
                 let heard = try? await loop.submit { snifferBox.value?.heard }.get()
                 // A stream that ended before the exchange's handler was in place says why only to its record.
                 let cause = uploadFailure.error ?? (error as? ChannelError == .ioOnClosedChannel ? early?.error : nil) ?? error
@@ -166,7 +174,7 @@ public final class AgentHTTPExchange: Sendable {
         if let part = prefetched.withLock({ $0.popFirst() }) { return part }
         let handler = self.handler
         do {
-            return try await lease.channel.awaitingCancellably(lease.channel.eventLoop.flatSubmit { handler.value!.nextBodyPart() })
+            return try await Self.awaiting(lease.channel.eventLoop.flatSubmit { handler.value!.nextBodyPart() }, on: lease.channel, handler)
         } catch {
             throw AgentHTTPExchangeFailure(stage: .response, cause: error, heard: nil, reusedStream: lease.reused)
         }
@@ -204,10 +212,7 @@ public final class AgentHTTPExchange: Sendable {
     public func abort() {
         upload?.cancel()
         if outcome.decided == true { return }
-        let (handler, channel) = (self.handler, lease.channel)
-        channel.eventLoop.execute {
-            if handler.value?.completed != true { channel.close(promise: nil) }
-        }
+        Self.closeUnlessCompleted(lease.channel, handler)
     }
 
     /// The most response bytes that waited for the caller at once (bounded by the handler's buffer limit).
@@ -257,13 +262,22 @@ private final class FirstError: Sendable {
     func record(_ error: any Error) { first.withLock { $0 = $0 ?? error } }
 }
 
-extension Channel {
-    /// Waits for `future`; a cancelled task closes the channel, which fails whatever the future waits on.
-    func awaitingCancellably<Value: Sendable>(_ future: EventLoopFuture<Value>) async throws -> Value {
+extension AgentHTTPExchange {
+    /// Waits for `future` on an exchange's stream. A cancelled task closes the stream, which fails whatever the
+    /// future waits on, unless the exchange completed and handed the stream back: it may carry another by then.
+    fileprivate static func awaiting<Value: Sendable>(
+        _ future: EventLoopFuture<Value>, on channel: any Channel, _ handler: NIOLoopBoundBox<HTTPExchangeHandler?>
+    ) async throws -> Value {
         try await withTaskCancellationHandler {
             try await future.get()
         } onCancel: {
-            self.close(promise: nil)
+            closeUnlessCompleted(channel, handler)
+        }
+    }
+
+    fileprivate static func closeUnlessCompleted(_ channel: any Channel, _ handler: NIOLoopBoundBox<HTTPExchangeHandler?>) {
+        channel.eventLoop.execute {
+            if handler.value?.completed != true { channel.close(promise: nil) }
         }
     }
 }

@@ -61,6 +61,15 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var done = false
     /// Both sides ended and the handler left the pipeline: the stream is no longer this exchange's.
     private(set) var completed = false
+    /// Some part of a response (an interim one included) arrived.
+    private var heardResponse = false
+
+    /// Failed the way a kept-alive stream fails when the app closed it just as the request went out: closed before
+    /// any part of an answer came. (A parse error or a 101 is the app's answer, not that race.)
+    var closedBeforeAnswering: Bool {
+        guard !heardResponse, let failure else { return false }
+        return failure as? AppUpstreamError == .closedEarly || failure is ChannelError
+    }
 
     init(
         request: HTTPRequestHead, acceptsUpgrade: Bool = false, responseHeadTimeout: Duration? = nil, outcome: HTTPExchangeOutcome = HTTPExchangeOutcome(),
@@ -155,6 +164,7 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard failure == nil else { return }
+        heardResponse = true
         switch unwrapInboundIn(data) {
         case .head(let response):
             guard responseHead == nil else { return }
@@ -272,8 +282,9 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // A head already in goes out with what came after it; the failure then ends the body.
         if startPending { deliverStart() } else if responseHead == nil { start.fail(error) }
         if !responseEnded, let waiter = bodyWaiter {
+            // Bytes that came in this turn go first; the reader meets the failure on its next read.
             bodyWaiter = nil
-            waiter.fail(error)
+            if let chunk = takeQueued() { waiter.succeed(.bytes(chunk)) } else { waiter.fail(error) }
         }
         if let waiter = writableWaiter {
             writableWaiter = nil

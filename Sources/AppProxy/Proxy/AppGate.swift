@@ -34,7 +34,8 @@ public struct AppGate: Sendable {
             var cookies: [String: String] = [:]
             for header in cookieHeaders {
                 for pair in CookieHeader.pairs(header) {
-                    guard let value = pair.value else { continue }
+                    // An empty name or value names nothing: it must not hide a later cookie of the same name.
+                    guard let value = pair.value, !value.isEmpty, !pair.name.isEmpty else { continue }
                     let name = String(pair.name)
                     if cookies[name] == nil { cookies[name] = String(value) }
                 }

@@ -46,8 +46,7 @@ struct Accounts: Sendable {
         return (token, key)
     }
 
-    /// Ends the session (or revokes the token) the caller presented.
-    /// Ends the session, and with it every app login of the user's: the cookies the cross-domain login left on
+    /// Ends the session (or revokes the token) the caller presented, and with it every app login of the user's: the cookies the cross-domain login left on
     /// subdomain app hosts hold `app_connect` keys, which would otherwise open apps until they expire. (A signed
     /// app token already issued still opens its one app for the rest of its minute.)
     func signOut(_ session: AuthenticatedSession) async throws {

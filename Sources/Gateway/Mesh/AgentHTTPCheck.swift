@@ -40,6 +40,10 @@ public enum AgentHTTPCheck {
                     exchange = try await AgentHTTPExchange.begin(
                         request(path: path, port: port), agent: agent, port: port, through: streams, retryingStaleStreams: true
                     )
+                } catch let failure as AgentHTTPExchangeFailure {
+                    throw failure.cause
+                }
+                do {
                     while case .bytes(var chunk) = try await exchange.nextBodyPart() {
                         bodyBytes += chunk.readableBytes
                         let room = bodyPreviewLimit - preview.readableBytes
@@ -52,6 +56,8 @@ public enum AgentHTTPCheck {
                         }
                     }
                 } catch let failure as AgentHTTPExchangeFailure {
+                    // A body cut short or not HTTP leaves the stream in no state to reuse.
+                    exchange.abort()
                     throw failure.cause
                 }
                 if bodyBytes < bodyReadLimit { await exchange.finish() }

@@ -12,8 +12,9 @@ extension GatewayMesh: AgentStreamDialer {}
 /// trip, but the server behind it keeps its TCP connection (and whatever it set up for it) only while the
 /// stream lives, so reusing one is what keep-alive means through the mesh.
 ///
-/// Per (agent, port) at most `maxIdlePerKey` idle streams, newest handed out first (the least likely to have
-/// been timed out by the server); each is closed after `idleTimeout` unused. An idle stream that the server
+/// Per (agent, port) at most `maxIdlePerKey` idle streams (and `maxIdlePerAgent` over all of an agent's ports),
+/// newest handed out first (the least likely to have been timed out by the server); each is closed after
+/// `idleTimeout` unused. An idle stream that the server
 /// closes, half-closes or writes to, or whose mesh connection ends (agent restart, `.peerRestarted`), is closed
 /// and dropped at once; the lease's `claim` confirms on the stream's event loop that it is still whole before use.
 public final class AgentStreamPool: AgentStreamFailureReporting {
@@ -24,6 +25,9 @@ public final class AgentStreamPool: AgentStreamFailureReporting {
         /// streams wait idle at once than there are requests in flight (with 8, a fifth of the requests of 16
         /// busy connections opened a new stream and a new connection to the app).
         public var maxIdlePerKey = 64
+        /// Idle streams count against the mesh connection's 512 open streams to the agent: across all its ports,
+        /// at most this many wait idle, so that busy ports never leave new opens waiting on idle ones.
+        public var maxIdlePerAgent = 128
         /// Sets up a new stream's pipeline on its event loop, after the pool's own watcher.
         public var pipeline: @Sendable (any Channel) throws -> Void = { try $0.pipeline.syncOperations.addHTTPClientHandlers() }
         public var timer: any IdleStreamTimer = EventLoopIdleTimer()
@@ -41,9 +45,42 @@ public final class AgentStreamPool: AgentStreamFailureReporting {
         let cancelExpiry: @Sendable () -> Void
     }
 
+    /// The idle streams by (agent, port), oldest first, with a count per agent.
+    private struct IdleStreams {
+        var byKey: [Key: [Idle]] = [:]
+        var perAgent: [UUID: Int] = [:]
+
+        mutating func append(_ entry: Idle, _ key: Key) {
+            byKey[key, default: []].append(entry)
+            perAgent[key.agent, default: 0] += 1
+        }
+
+        /// The newest (`last`) or oldest idle stream of `key`, taken out.
+        mutating func take(_ key: Key, last: Bool) -> Idle? {
+            guard var entries = byKey[key], !entries.isEmpty else { return nil }
+            let entry = last ? entries.removeLast() : entries.removeFirst()
+            byKey[key] = entries.isEmpty ? nil : entries
+            forgetOne(of: key.agent)
+            return entry
+        }
+
+        mutating func remove(_ channel: any Channel, _ key: Key) -> Idle? {
+            guard let index = byKey[key]?.firstIndex(where: { $0.channel === channel }) else { return nil }
+            let entry = byKey[key]!.remove(at: index)
+            if byKey[key]!.isEmpty { byKey[key] = nil }
+            forgetOne(of: key.agent)
+            return entry
+        }
+
+        private mutating func forgetOne(of agent: UUID) {
+            let left = (perAgent[agent] ?? 1) - 1
+            perAgent[agent] = left > 0 ? left : nil
+        }
+    }
+
     private let dialer: any AgentStreamDialer
     private let configuration: Configuration
-    private let idle = Mutex([Key: [Idle]]())
+    private let idle = Mutex(IdleStreams())
     private let hits = Counter(label: "meshgate_agent_stream_pool_hits_total")
     private let misses = Counter(label: "meshgate_agent_stream_pool_misses_total")
 
@@ -53,7 +90,7 @@ public final class AgentStreamPool: AgentStreamFailureReporting {
 
     /// How many idle streams are kept for `tcp:port` of `agent`.
     public func idleCount(agent: UUID, port: UInt16) -> Int {
-        idle.withLock { $0[Key(agent: agent, port: port)]?.count ?? 0 }
+        idle.withLock { $0.byKey[Key(agent: agent, port: port)]?.count ?? 0 }
     }
 
     public func checkout(agent: UUID, port: UInt16) async throws -> AgentStreamLease {
@@ -107,9 +144,10 @@ public final class AgentStreamPool: AgentStreamFailureReporting {
             let expiry = configuration.timer.schedule(after: configuration.idleTimeout, on: channel.eventLoop) { [weak self] in
                 self?.expire(channel, key: key)
             }
-            idle[key, default: []].append(Idle(channel: channel, cancelExpiry: expiry))
-            // Over the bound, the oldest goes: it is the likeliest to be closed by the server soon anyway.
-            return idle[key]!.count > configuration.maxIdlePerKey ? idle[key]!.removeFirst() : nil
+            idle.append(Idle(channel: channel, cancelExpiry: expiry), key)
+            // Over a bound, the oldest of this port goes: it is the likeliest to be closed by the server soon anyway.
+            let over = idle.byKey[key]!.count > configuration.maxIdlePerKey || idle.perAgent[key.agent]! > configuration.maxIdlePerAgent
+            return over ? idle.take(key, last: false) : nil
         }
         if let evicted {
             evicted.cancelExpiry()
@@ -120,8 +158,8 @@ public final class AgentStreamPool: AgentStreamFailureReporting {
     /// Closes every idle stream. (At shutdown the mesh node ends them all anyway.)
     public func closeIdle() {
         let all = idle.withLock { idle in
-            defer { idle.removeAll() }
-            return idle.values.flatMap { $0 }
+            defer { idle = IdleStreams() }
+            return idle.byKey.values.flatMap { $0 }
         }
         for entry in all {
             entry.cancelExpiry()
@@ -130,21 +168,12 @@ public final class AgentStreamPool: AgentStreamFailureReporting {
     }
 
     private func takeIdle(_ key: Key) -> Idle? {
-        idle.withLock { idle in
-            guard let entry = idle[key]?.popLast() else { return nil }
-            if idle[key]!.isEmpty { idle[key] = nil }
-            return entry
-        }
+        idle.withLock { $0.take(key, last: true) }
     }
 
     /// Takes `channel` out of the idle list, if it is there.
     private func remove(_ channel: any Channel, key: Key) -> Idle? {
-        idle.withLock { idle in
-            guard let index = idle[key]?.firstIndex(where: { $0.channel === channel }) else { return nil }
-            let entry = idle[key]!.remove(at: index)
-            if idle[key]!.isEmpty { idle[key] = nil }
-            return entry
-        }
+        idle.withLock { $0.remove(channel, key) }
     }
 
     private func expire(_ channel: any Channel, key: Key) {

@@ -14,7 +14,9 @@ public enum MeshgateCredentials {
 
     /// Whether a cookie of this name is meshgate's (compared without case: stricter than browsers need).
     public static func isMeshgateCookie(named name: some StringProtocol) -> Bool {
-        hasPrefixIgnoringCase(name, cookiePrefix)
+        // Leading whitespace of any kind is skipped, as cookie parsers (Hummingbird's among them) skip it: a
+        // cookie named " meshgate_…" with a no-break space is still meshgate's to whoever reads it.
+        hasPrefixIgnoringCase(name.drop { $0.isWhitespace }, cookiePrefix)
     }
 
     /// Whether a header of this name is meshgate's.
