@@ -257,6 +257,20 @@ measure_h2() {
   result "${name}_errors" "$errors" requests
 }
 
+# Waits (up to 15 s) until the machine is nearly idle: a target left with requests in flight when the load
+# generator stopped (wireguard-go's queues drain for seconds after a 1 MiB run) must not run on into the next
+# target's measurement.
+settle() {
+  local deadline=$((SECONDS + 15)) idle
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    # Idle share of the CPU over half a second, from /proc/stat's aggregate line.
+    idle=$(awk '/^cpu / {print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; sleep 0.5;
+      awk '/^cpu / {print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat)
+    idle=$(echo "$idle" | awk 'NR == 1 {i = $1; t = $2} NR == 2 {printf "%d", 100 * ($1 - i) / ($2 - t + 1)}')
+    [ "$idle" -lt 85 ] || return 0
+  done
+}
+
 # The session cookie and the signed app token meshgate sets on an app's response, as a browser sends them back:
 # with the token a request skips the store. It lasts 60 s, so it is fetched afresh for each case.
 browser_cookie() {
@@ -276,6 +290,7 @@ for protocol in h1 h2; do
       for target in $TARGETS; do
         name="${target}_${protocol}_${file%%.*}_c$connections"
         echo "== $name"
+        settle
         "measure_$protocol" "$name" "${BASE_URL[$target]}/$file" "$connections"
       done
     done

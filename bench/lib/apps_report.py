@@ -55,6 +55,13 @@ def main() -> None:
     errors = [f"{name[:-7]}: {value:.0f}" for name, value in r.items() if name.endswith("_errors") and value]
     error_line = ("Failed requests (non-2xx responses, socket errors, timeouts), left out of req/s: " + ", ".join(errors) + "."
                   ) if errors else "Every request of every run answered 2xx."
+    # 0 req/s without a failure: every response was still streaming when the run ended (bandwidth shared by
+    # hundreds of 1 MiB streams), not requests refused.
+    unfinished = [name[:-4] for name, value in r.items() if name.endswith("_rps") and value == 0
+                  and not r.get(name[:-4] + "_errors")]
+    if unfinished:
+        error_line += (" No response finished within the run, and none failed, in: " + ", ".join(unfinished)
+                       + " (the bandwidth was shared by every stream in flight, so each was still under way at the end).")
     if measured:
         before, after = r.get("meshgate_path_before", "?"), r.get("meshgate_path_after", "?")
         path_line = f"The gateway's path to the agent (its state in the API): {before} before the runs, {after} after."
@@ -79,7 +86,9 @@ def main() -> None:
 
 `{command}` (`make bench-apps`, root): issue 7's request path. A GET for a file served by nginx
 (keep-alive, sendfile) in a workspace network namespace, through three proxies in a gateway namespace, at the
-same URL `/@owner/dev/apps/bench/FILE` with the same cookies, back to back for each case in one run:
+same URL `/@owner/dev/apps/bench/FILE` with the same cookies, back to back for each case in one run (each once
+the machine has settled: up to 15 s until 85 % of the CPU is idle, so a target's leftover requests do not run
+into the next one's measurement):
 
 - **meshgate**: TLS → `meshgate server` (release, `--log-level warning`, its generated P-256 certificate, the
   path-app proxy) → the mesh → `meshgate agent` in the workspace namespace
