@@ -566,6 +566,7 @@ final class LeaseLog: AgentStreamFailureReporting {
     }
 
     func checkin(_ lease: AgentStreamLease) async { await streams.checkin(lease) }
+    func checkinOnLoop(_ lease: AgentStreamLease) { streams.checkinOnLoop(lease) }
 }
 
 /// Whether `channel` closes before `deadline` (polled: a close future cannot be given up on).

@@ -72,7 +72,9 @@ final class IdleStreams: AgentStreamFailureReporting {
             .checkoutReportingFailure(agent: agent, port: port)
     }
 
-    func checkin(_ lease: AgentStreamLease) async {
+    func checkin(_ lease: AgentStreamLease) async { checkinOnLoop(lease) }
+
+    func checkinOnLoop(_ lease: AgentStreamLease) {
         guard lease.channel.isActive else { return }
         idle.withLock { $0.append(lease) }
     }
@@ -99,7 +101,8 @@ struct LateStreams: AgentStreamFailureReporting {
         return fresh
     }
 
-    func checkin(_ lease: AgentStreamLease) async { lease.channel.close(promise: nil) }
+    func checkin(_ lease: AgentStreamLease) async { checkinOnLoop(lease) }
+    func checkinOnLoop(_ lease: AgentStreamLease) { lease.channel.close(promise: nil) }
 }
 
 /// A forwarder to an agent over a real mesh pair, with everything a test needs to look at.

@@ -88,11 +88,11 @@ actor PTYSession {
         let viewer = nextViewer
         nextViewer += 1
         viewers[viewer] = Viewer(continuation: continuation)
+        // A session that ended before this viewer came (a quick command) still shows its last screen, then why.
+        send(.output(repaint), to: viewer)
         if let exit {
             continuation.yield(.exit(exit))
             continuation.finish()
-        } else {
-            send(.output(repaint), to: viewer)
         }
         logger.debug("viewer attached", metadata: ["viewers": "\(viewers.count)"])
         return (viewer, frames)

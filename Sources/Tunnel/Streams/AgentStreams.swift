@@ -20,14 +20,9 @@ public protocol AgentStreamSource: Sendable {
     /// Returns a stream whose exchange ended cleanly with keep-alive on both sides. A stream that has closed or
     /// half-closed meanwhile is dropped instead.
     func checkin(_ lease: AgentStreamLease) async
-    /// `checkin` on the stream's event loop, where an exchange ends: no hop, nothing to wait for.
+    /// `checkin` on the stream's event loop, where an exchange ends: no hop, nothing to wait for. Done before the
+    /// exchange's caller hears the end, so its next checkout finds the stream (no default that defers it for that).
     func checkinOnLoop(_ lease: AgentStreamLease)
-}
-
-extension AgentStreamSource {
-    public func checkinOnLoop(_ lease: AgentStreamLease) {
-        Task { await checkin(lease) }
-    }
 }
 
 /// A checked-out stream.
