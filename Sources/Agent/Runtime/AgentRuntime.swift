@@ -114,7 +114,10 @@ public final class AgentRuntime: Sendable {
             }
             group.addTask { await self.coordinator.run { event in await self.handle(event, node: node) } }
             group.addTask { await self.reportApps() }
-            group.addTask { await self.announce(node, homeRegion: home.region) }
+            // The coordinator client re-sends the latest description after each reconnect.
+            group.addTask {
+                await node.announce(homeRegion: home.region, version: self.configuration.version) { self.coordinator.update($0) }
+            }
             await group.waitForAll()  // until cancelled
         }
         try? await node.close()
@@ -151,26 +154,6 @@ public final class AgentRuntime: Sendable {
             }
         }
     }
-
-    /// Publishes this agent's node, then again whenever its UDP endpoints change (interfaces come and go), until
-    /// cancelled. The coordinator client re-sends the latest one after each reconnect.
-    private func announce(_ node: MeshNode, homeRegion: Int) async {
-        var announced: [String]?
-        while !Task.isCancelled {
-            let endpoints = node.localEndpoints()
-            if endpoints != announced {
-                coordinator.update(CoordinatorNode(
-                    key: node.privateKey.publicKey, addresses: [MeshPrefix(node.address, length: 128)!], homeRegion: homeRegion,
-                    endpoints: Array(endpoints.prefix(CoordinatorWire.maxEndpoints)), version: configuration.version
-                ))
-                announced = endpoints
-            }
-            try? await Task.sleep(for: Self.endpointRefreshInterval)
-        }
-    }
-
-    /// How often the node's UDP endpoints are re-read and re-announced when changed.
-    static let endpointRefreshInterval: Duration = .seconds(30)
 
     /// Sends the apps and their health on start, after each coordinator reconnect and after every health
     /// change; a failed send is retried with backoff unless a newer report supersedes it.

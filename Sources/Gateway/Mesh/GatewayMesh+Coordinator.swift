@@ -9,8 +9,6 @@ import Tunnel
 extension GatewayMesh {
     /// How long `openStream(toAgent:)` waits for the coordinator to produce the node of an agent it knows.
     public static let agentLookupTimeout: Duration = .seconds(5)
-    /// How often the node's UDP endpoints are re-read (interfaces come and go) and re-announced when changed.
-    public static let endpointRefreshInterval: Duration = .seconds(30)
 
     /// Runs until cancelled: the in-process coordinator session of this node.
     public func coordinate(with coordinator: Coordinator) async {
@@ -18,7 +16,11 @@ extension GatewayMesh {
         session.withLock { $0.coordinator = (coordinator, connection) }
         await withTaskCancellationHandler {
             await withTaskGroup(of: Void.self) { group in
-                group.addTask { await self.announce(to: coordinator, as: connection) }
+                group.addTask {
+                    await self.node.announce(homeRegion: self.peer.homeRegion ?? 0, version: BuildInfo.version) { me in
+                        await coordinator.receive(Array(CoordinatorWire.encode(CoordinatorRequest.updateSelf(me)).utf8), from: connection)
+                    }
+                }
                 for await outgoing in updates {
                     guard case .message(.peerUpdates(let peerUpdates)) = outgoing else { continue }
                     for update in peerUpdates { await apply(update) }
@@ -29,23 +31,6 @@ extension GatewayMesh {
             Task { await coordinator.release(connection) }
         }
         session.withLock { $0.coordinator = nil }
-    }
-
-    /// Publishes this node, then again whenever its UDP endpoints change, until cancelled.
-    private func announce(to coordinator: Coordinator, as connection: ConnectionID) async {
-        var announced: [String]?
-        while !Task.isCancelled {
-            let endpoints = node.localEndpoints()
-            if endpoints != announced {
-                let me = CoordinatorNode(
-                    key: node.privateKey.publicKey, addresses: [MeshPrefix(node.address, length: 128)!], homeRegion: peer.homeRegion ?? 0,
-                    endpoints: Array(endpoints.prefix(CoordinatorWire.maxEndpoints)), version: BuildInfo.version
-                )
-                await coordinator.receive(Array(CoordinatorWire.encode(CoordinatorRequest.updateSelf(me)).utf8), from: connection)
-                announced = endpoints
-            }
-            try? await Task.sleep(for: Self.endpointRefreshInterval)
-        }
     }
 
     private func apply(_ update: PeerUpdate) async {

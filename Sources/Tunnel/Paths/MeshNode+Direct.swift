@@ -34,6 +34,26 @@ extension MeshNode {
         }.compactMap { bytes in IPAddressBytes.format(bytes).map { bytes.count == 4 ? "\($0):\(port)" : "[\($0)]:\(port)" } }
     }
 
+    /// How often the node's UDP endpoints are re-read and re-announced when changed.
+    public static let endpointRefreshInterval: Duration = .seconds(30)
+
+    /// Hands `publish` this node as the coordinator should describe it, then again whenever its UDP endpoints
+    /// change (interfaces come and go), until cancelled. The gateway and agents announce themselves through this.
+    public func announce(homeRegion: Int, version: String, publish: (CoordinatorNode) async -> Void) async {
+        var announced: [String]?
+        while !Task.isCancelled {
+            let endpoints = localEndpoints()
+            if endpoints != announced {
+                await publish(CoordinatorNode(
+                    key: privateKey.publicKey, addresses: [MeshPrefix(address, length: 128)!], homeRegion: homeRegion,
+                    endpoints: Array(endpoints.prefix(CoordinatorWire.maxEndpoints)), version: version
+                ))
+                announced = endpoints
+            }
+            try? await Task.sleep(for: Self.endpointRefreshInterval)
+        }
+    }
+
     /// The direct endpoint that carries `peer`'s datagrams now and the probes' latest round trip on it; nil while
     /// the peer is on DERP (or unknown).
     public func directPath(to peer: NodePublicKey) async throws -> (endpoint: Endpoint, rtt: Duration?)? {
