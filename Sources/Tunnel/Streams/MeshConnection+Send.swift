@@ -53,7 +53,7 @@ extension MeshConnection {
         if !datagrams.isEmpty {
             lastSentAt = now
             statistics.packetsSent += datagrams.count
-            owner.transmit(datagrams, for: self)
+            owner?.transmit(datagrams, for: self)
         }
         armTimer(now: now)
     }
@@ -209,7 +209,7 @@ extension MeshConnection {
         MeshStreamPacketHeader(sourceEpoch: localEpoch, destinationEpoch: remoteEpoch, packetNumber: nextPacketNumber).encode(into: &buffer)
         nextPacketNumber += 1
         StreamFrame.connectionClose(errorCode: code.rawValue, frameType: 0, reason: String(reason.prefix(200))).encode(into: &buffer)
-        owner.transmit([buffer], for: self)
+        owner?.transmit([buffer], for: self)
     }
 
     // MARK: Timers

@@ -33,7 +33,9 @@ final class MeshConnection: @unchecked Sendable {
     let localEpoch: UInt64
     /// 0 until the peer's first packet.
     var remoteEpoch: UInt64 = 0
-    unowned let owner: any MeshConnectionOwner
+    /// Weak: a connection outlives its multiplexer in the timer and send tasks already queued on the loop when the
+    /// node goes away, and those must find nobody to call rather than a freed object.
+    weak var owner: (any MeshConnectionOwner)?
     let clock: LoopClock
     let limits = CongestionLimits(maxDatagramSize: MeshStreamTransport.maxDatagramSize)
 
@@ -361,7 +363,7 @@ final class MeshConnection: @unchecked Sendable {
     }
 
     func decide(_ stream: MeshStreamChannel, service: MeshService) {
-        stream.decided(owner.decide(MeshStreamRequest(peer: peer, service: service)))
+        stream.decided(owner?.decide(MeshStreamRequest(peer: peer, service: service)) ?? .refuse(reason: "the node is shutting down"))
     }
 
     /// Forgets a stream once both directions are settled and its channel is closed.
@@ -395,6 +397,6 @@ final class MeshConnection: @unchecked Sendable {
         _ = loss.removeAll()
         for stream in open { stream.connectionEnded(error) }
         while let next = waitingOpens.popFirst() { next(error) }
-        owner.connectionClosed(self)
+        owner?.connectionClosed(self)
     }
 }
