@@ -23,6 +23,8 @@ actor PTYSession {
 
     private let pipe: NIOAsyncChannel<ByteBuffer, ByteBuffer>
     private var terminal: NIOAsyncChannelOutboundWriter<ByteBuffer>?
+    private var pendingInput: [ByteBuffer] = []
+    private var pendingInputBytes = 0
     private var terminalChannel: (any Channel)?
     private var terminalOpen = true
     private var viewers: [Int: Viewer] = [:]
@@ -64,7 +66,7 @@ actor PTYSession {
         let exited = Task { await self.processExited(process.exitStatus()) }
         do {
             try await pipe.executeThenClose { inbound, outbound in
-                self.opened(outbound)
+                await self.opened(outbound)
                 for try await chunk in inbound { self.output(chunk) }
             }
         } catch {
@@ -119,9 +121,20 @@ actor PTYSession {
     }
 
     func input(_ bytes: ByteBuffer) async {
-        guard terminalOpen, let terminal else { return }
+        guard terminalOpen else { return }
+        // Keystrokes that come before `run` has opened the terminal (the first viewer types at once) wait for it.
+        guard let terminal else {
+            if pendingInputBytes + bytes.readableBytes <= Self.maxPendingInput {
+                pendingInput.append(bytes)
+                pendingInputBytes += bytes.readableBytes
+            }
+            return
+        }
         try? await terminal.write(bytes)
     }
+
+    /// Input held for a terminal not yet open, at most this much.
+    static let maxPendingInput = 64 << 10
 
     func resize(width: Int, height: Int) {
         guard (1...PTYWire.maxDimension).contains(width), (1...PTYWire.maxDimension).contains(height) else { return }
@@ -151,7 +164,13 @@ actor PTYSession {
         return buffer
     }
 
-    private func opened(_ writer: NIOAsyncChannelOutboundWriter<ByteBuffer>) {
+    /// Writes the input that waited, in order (input arriving meanwhile joins the queue), then takes the writer.
+    private func opened(_ writer: NIOAsyncChannelOutboundWriter<ByteBuffer>) async {
+        while !pendingInput.isEmpty {
+            let chunk = pendingInput.removeFirst()
+            pendingInputBytes -= chunk.readableBytes
+            try? await writer.write(chunk)
+        }
         terminal = writer
     }
 
