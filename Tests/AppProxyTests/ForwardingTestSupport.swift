@@ -57,7 +57,7 @@ final class TestAgentDialer: AgentStreamDialer {
 /// The gateway's stream pool in miniature: checked-in streams are kept per port and handed out again, newest
 /// first. Unlike the real pool it does not watch idle streams, so a stream the app closed meanwhile is handed
 /// out as it is: what the forwarder's retry is for.
-final class IdleStreams: AgentStreamFailureReporting {
+final class IdleStreams: AgentStreamFailureReporting, IdleAgentStreamSource {
     private let dialer: any AgentStreamDialer
     private let idle = Mutex([AgentStreamLease]())
 
@@ -66,10 +66,14 @@ final class IdleStreams: AgentStreamFailureReporting {
     var idleCount: Int { idle.withLock { $0.count } }
 
     func checkoutReportingFailure(agent: UUID, port: UInt16) async throws -> (lease: AgentStreamLease, failure: AgentStreamFailureRecord?) {
-        let kept = idle.withLock { idle in idle.lastIndex { $0.port == port }.map { idle.remove(at: $0) } }
-        if let kept { return (AgentStreamLease(channel: kept.channel, agent: agent, port: port, reused: true), nil) }
+        if let kept = idleLease(agent: agent, port: port) { return (kept, nil) }
         return try await FreshAgentStreams(dialer: dialer) { try $0.pipeline.syncOperations.addHTTPClientHandlers() }
             .checkoutReportingFailure(agent: agent, port: port)
+    }
+
+    func idleLease(agent: UUID, port: UInt16) -> AgentStreamLease? {
+        let kept = idle.withLock { idle in idle.lastIndex { $0.port == port }.map { idle.remove(at: $0) } }
+        return kept.map { AgentStreamLease(channel: $0.channel, agent: agent, port: port, reused: true) }
     }
 
     func checkin(_ lease: AgentStreamLease) async { checkinOnLoop(lease) }
@@ -77,6 +81,11 @@ final class IdleStreams: AgentStreamFailureReporting {
     func checkinOnLoop(_ lease: AgentStreamLease) {
         guard lease.channel.isActive else { return }
         idle.withLock { $0.append(lease) }
+    }
+
+    /// Closes the idle streams but keeps listing them, as a pool that has not heard of the close yet would.
+    func endIdleStreamsButKeepThem() async throws {
+        for lease in idle.withLock({ $0 }) { try await lease.channel.close() }
     }
 
     func closeAll() {
@@ -192,13 +201,14 @@ struct ConnectionContext: RequestContext {
 }
 
 /// Runs a Hummingbird app on 127.0.0.1 (an ephemeral port, TLS if given) for `body`.
+/// `server` replaces the default HTTP/1.1 (or TLS) server.
 func withTestApp<T: Sendable>(
-    _ router: Router<ConnectionContext>, tls: TLSConfiguration? = nil, _ body: @Sendable (Int) async throws -> T
+    _ router: Router<ConnectionContext>, tls: TLSConfiguration? = nil, server: HTTPServerBuilder? = nil, _ body: @Sendable (Int) async throws -> T
 ) async throws -> T {
     let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
     var logger = Logger(label: "test-app")
     logger.logLevel = .warning
-    let server: HTTPServerBuilder = try tls.map { try .tls(.http1(), tlsConfiguration: $0) } ?? .http1()
+    let server: HTTPServerBuilder = try server ?? tls.map { try .tls(.http1(), tlsConfiguration: $0) } ?? .http1()
     let app = Application(
         router: router, server: server, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
         onServerRunning: { continuation.yield($0.localAddress!.port!) }, logger: logger

@@ -1,16 +1,18 @@
 """A deployment with a real app behind a real agent, for the app tests (tests/e2e/test_apps.py, test_browser.py):
 a server with a wildcard app host, an owner and a second user, workspace "dev" with agent "main" serving
 tests/e2e/apps/echo_app.py as apps of every sharing level, and ws_page_app.py for the browser."""
+import hashlib
 import http.client
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
 
 from agent import AgentProcess, create_workspace_agent, wait_status
-from conftest import API
+from conftest import API, insecure_context
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WILDCARD = "apps.localhost"
@@ -34,16 +36,19 @@ def free_port_pair():
 class Deployment:
     """Server + owner + a second user + workspace "dev" with agent "main" running apps of every sharing level."""
 
-    def __init__(self, start_server, tmp_path, extra=()):
+    def __init__(self, start_server, tmp_path, extra=(), tls=False):
         self.port = free_port_pair()
-        self.access = f"http://127.0.0.1:{self.port}"
-        self.server = start_server("--http-address", f"127.0.0.1:{self.port}", "--tls-address", "", "--access-url", self.access,
-                                   "--wildcard-access-url", f"*.{WILDCARD}", *extra)
-        self.api = API(self.server, "http")
+        self.tls = tls
+        listener = "tls" if tls else "http"
+        self.access = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        listen = ("--tls-address", f"127.0.0.1:{self.port}", "--http-address", "") if tls else \
+            ("--http-address", f"127.0.0.1:{self.port}", "--tls-address", "")
+        self.server = start_server(*listen, "--access-url", self.access, "--wildcard-access-url", f"*.{WILDCARD}", *extra)
+        self.api = API(self.server, listener)
         self.owner_token = self.api.setup_owner()
         status, body, _ = self.api.call("POST", "/api/v2/users", {"email": "bob@example.com", "username": "bob", "password": "correct horse battery"})
         assert status == 201, body
-        self.bob_token = API(self.server, "http").login("bob@example.com", "correct horse battery")
+        self.bob_token = API(self.server, listener).login("bob@example.com", "correct horse battery")
         self.agent_id, agent_token = create_workspace_agent(self.api)
         self.app_port = free_port_pair()
         self.app_log = tmp_path / "app-requests.jsonl"
@@ -59,7 +64,12 @@ class Deployment:
         apps = [f"code={base},share=owner", f"pub={base},share=public,subdomain", f"auth={base},share=authenticated,subdomain",
                 f"mine={base},share=owner,subdomain", f"passthru={base},share=owner,subdomain,cors=passthru", f"ws=http://127.0.0.1:{self.app_port + 1},subdomain",
                 f"wspage={page}", f"wssub={page},subdomain"]
-        self.agent = AgentProcess(self.access, agent_token, [arg for app in apps for arg in ("--app", app)])
+        pin = ()
+        if tls:
+            # The server's own self-signed certificate, pinned as the agent would be told to.
+            der = ssl.PEM_cert_to_DER_cert(next((tmp_path / "data" / "tls").glob("*.crt")).read_text())
+            pin = ("--tls-fingerprint", hashlib.sha256(der).hexdigest())
+        self.agent = AgentProcess(self.access, agent_token, [*pin, *[arg for app in apps for arg in ("--app", app)]])
         wait_status(self.api, self.agent_id, "connected")
         self.wait_for_apps(len(apps))
 
@@ -75,8 +85,13 @@ class Deployment:
     def host(self, label):
         return f"{label}--main--dev--owner.{WILDCARD}:{self.port}"
 
+    def connection(self, timeout=30):
+        if self.tls:
+            return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout, context=insecure_context(["http/1.1"]))
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
     def request(self, method, path, host=None, cookies=None, headers=None, body=None):
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        connection = self.connection()
         all_headers = {"Host": host or f"127.0.0.1:{self.port}", **(headers or {})}
         if cookies:
             all_headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())

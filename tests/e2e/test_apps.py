@@ -6,6 +6,7 @@ import hashlib
 import http.client
 import json
 import secrets
+import subprocess
 import urllib.parse
 
 import pytest
@@ -179,3 +180,87 @@ def test_cors_is_meshgates_unless_the_app_passes_it_through(deployment):
         assert (response.getheader("Access-Control-Allow-Origin") == "https://elsewhere.example") == passes, label
     # Preflights that reached the app carried no meshgate credential either.
     assert any(r["path"] == "/cors" and not any(k.lower() == "cookie" for k, _ in r["headers"]) for r in d.seen_by_app())
+
+
+def fast_path_served(d):
+    """How many requests the server's app fast path has answered (its Prometheus counter)."""
+    host, port = d.server.address("prometheus")
+    connection = http.client.HTTPConnection(host, port, timeout=10)
+    connection.request("GET", "/metrics")
+    text = connection.getresponse().read().decode()
+    values = [line.split()[-1] for line in text.splitlines() if line.startswith("meshgate_app_fast_path_requests_total")]
+    return int(float(values[0])) if values else 0
+
+
+def token_cookie(response):
+    return next(c for c in set_cookies(response) if c.startswith("meshgate_signed_app_token")).split(";")[0]
+
+
+def test_token_requests_take_the_fast_path(start_server, tmp_path):
+    d = Deployment(start_server, tmp_path, extra=("--prometheus-address", "127.0.0.1:0"))
+    try:
+        session = f"meshgate_session_token={d.owner_token}"
+        status, response, _ = d.request("GET", "/@owner/dev/apps/code/headers", headers={"Cookie": session})
+        assert status == 200
+        cookie = f"{token_cookie(response)}; theme=dark; {session}"
+        before = fast_path_served(d)
+        # One keep-alive connection, as a browser fetching a page's assets.
+        connection = d.connection()
+        for _ in range(5):
+            connection.request("GET", "/@owner/dev/apps/code/headers", headers={"Cookie": cookie, "Host": f"127.0.0.1:{d.port}"})
+            response = connection.getresponse()
+            seen = json.loads(response.read())
+            assert response.status == 200 and not set_cookies(response)
+            assert seen["Cookie"] == "theme=dark" and seen["X-Forwarded-Proto"] == "http"
+            assert seen["X-Forwarded-Host"] == f"127.0.0.1:{d.port}" and seen["X-Forwarded-For"].startswith("127.0.0.1")
+        size = 16 << 20
+        connection.request("GET", f"/@owner/dev/apps/code/bytes?n={size}", headers={"Cookie": cookie, "Host": f"127.0.0.1:{d.port}"})
+        response = connection.getresponse()
+        body = response.read()
+        pattern = bytes(range(256)) * 256
+        assert response.status == 200 and body == pattern * (size // len(pattern))
+        connection.close()
+        assert fast_path_served(d) - before == 6
+
+        # A subdomain app: meshgate's CORS rule holds on the fast path too.
+        host = d.host("mine")
+        status, response, _ = d.request("GET", "/cors", host=host, headers={"Meshgate-Session-Token": d.owner_token})
+        assert status == 200
+        origin = f"http://{d.host('pub')}"
+        before = fast_path_served(d)
+        status, response, body = d.request("GET", "/cors", host=host, headers={"Cookie": token_cookie(response), "Origin": origin})
+        assert status == 200 and body == b"app cors" and fast_path_served(d) - before == 1
+        assert response.getheader("Access-Control-Allow-Origin") == origin
+        assert response.getheader("Access-Control-Allow-Credentials") == "true"
+
+        for record in d.seen_by_app():
+            for name, value in record["headers"]:
+                assert not name.lower().startswith("meshgate-") and "meshgate_" not in value, record
+    finally:
+        d.stop()
+
+
+def test_apps_over_tls_with_http11_and_http2(start_server, tmp_path):
+    d = Deployment(start_server, tmp_path, extra=("--prometheus-address", "127.0.0.1:0"), tls=True)
+    try:
+        session = f"meshgate_session_token={d.owner_token}"
+        status, response, body = d.request("GET", "/@owner/dev/apps/code/headers", headers={"Cookie": session})
+        # HTTP/1.1 over TLS is https to the app and to the token cookie, on the full path as on the fast one.
+        assert status == 200 and json.loads(body)["X-Forwarded-Proto"] == "https"
+        token = next(c for c in set_cookies(response) if c.startswith("meshgate_signed_app_token"))
+        assert "Secure" in token
+        cookie = f"{token.split(';')[0]}; {session}"
+        before = fast_path_served(d)
+        status, _, body = d.request("GET", "/@owner/dev/apps/code/headers", headers={"Cookie": cookie})
+        assert status == 200 and json.loads(body)["X-Forwarded-Proto"] == "https"
+        assert fast_path_served(d) - before == 1
+        # HTTP/2: each stream of one connection on the fast path.
+        url = f"https://127.0.0.1:{d.port}/@owner/dev/apps/code/bytes?n=100000"
+        result = subprocess.run(["curl", "-sk", "--http2", "--max-time", "20", "-H", f"Cookie: {cookie}", "-o", "/dev/null", "-o", "/dev/null",
+                                 "-o", "/dev/null", "-w", "%{http_version} %{http_code} %{size_download}\n", url, url, url],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split("\n")[:3] == ["2 200 100000"] * 3
+        assert fast_path_served(d) - before == 4
+    finally:
+        d.stop()

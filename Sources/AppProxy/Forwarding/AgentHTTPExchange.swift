@@ -98,23 +98,13 @@ public final class AgentHTTPExchange: Sendable {
             // Set up on the loop: claim the stream, put the exchange's handlers in, send the head (and for a request
             // without a body, its end). The future is the response's start.
             let setUp = { @Sendable () throws -> EventLoopFuture<HTTPExchangeHandler.Start>? in
-                guard lease.claim?() ?? true else { return nil }
-                let pipeline = channel.pipeline.syncOperations
-                // The sniffer goes below everything on a new stream, before the request leaves (TLS streams got
-                // theirs when they were set up, before their ClientHello).
-                var sniffer = try? pipeline.handler(type: FirstByteSniffer.self)
-                if sniffer == nil, !lease.reused {
-                    sniffer = FirstByteSniffer()
-                    try pipeline.addHandler(sniffer!, position: .first)
-                }
-                snifferBox.value = sniffer
-                let exchange = HTTPExchangeHandler(
-                    request: request, acceptsUpgrade: acceptsUpgrade, responseHeadTimeout: responseHeadTimeout, outcome: outcome, eventLoop: loop
-                )
-                exchange.checkin = { streams.checkinOnLoop(lease) }
-                try pipeline.addHandler(exchange)
-                handler.value = exchange
-                if body == nil { _ = exchange.endRequest() }
+                guard
+                    let (exchange, sniffer) = try HTTPExchangeHandler.install(
+                        request, on: lease, returningTo: streams, acceptsUpgrade: acceptsUpgrade, responseHeadTimeout: responseHeadTimeout,
+                        outcome: outcome, bodyless: body == nil
+                    )
+                else { return nil }
+                (snifferBox.value, handler.value) = (sniffer, exchange)
                 return exchange.start.futureResult
             }
             let started: EventLoopFuture<HTTPExchangeHandler.Start>?

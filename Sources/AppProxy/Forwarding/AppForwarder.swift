@@ -102,9 +102,9 @@ public struct AppForwarder: Sendable {
         from exchange: AgentHTTPExchange, method: HTTPRequest.Method, app: ResolvedApp
     ) async throws(AppForwardError) -> Response {
         let head = exchange.response
-        let headers = httpFields(ForwardedHeaders.response(head.headers))
-        let status = HTTPResponse.Status(code: Int(head.status.code), reasonPhrase: head.status.reasonPhrase)
-        if method == .head || status == .noContent || status == .notModified {
+        let (browser, hasBody) = browserResponse(head, method: method)
+        let (status, headers) = (browser.status, browser.headerFields)
+        if !hasBody {
             // No body follows: the stream is free before the response leaves (and a HEAD response's length
             // stays the app's).
             do {
@@ -115,6 +115,7 @@ public struct AppForwarder: Sendable {
             }
             await exchange.finish()
             var response = Response(status: status, headers: headers)
+            // Hummingbird gives an empty body a length, which a 204 must not have.
             if status == .noContent { response.headers[.contentLength] = nil }
             return response
         }
@@ -155,7 +156,16 @@ public struct AppForwarder: Sendable {
         return Response(status: status, headers: headers, body: body)
     }
 
-    private static func httpFields(_ headers: HTTPHeaders) -> HTTPFields {
+    /// The browser's response head for the app's `head`, and whether a body follows it: none after a HEAD, a
+    /// 204 or a 304 (and a HEAD response's length stays the app's).
+    static func browserResponse(_ head: HTTPResponseHead, method: HTTPRequest.Method) -> (head: HTTPResponse, hasBody: Bool) {
+        let status = HTTPResponse.Status(code: Int(head.status.code), reasonPhrase: head.status.reasonPhrase)
+        var response = HTTPResponse(status: status, headerFields: httpFields(ForwardedHeaders.response(head.headers)))
+        if status == .noContent { response.headerFields[.contentLength] = nil }
+        return (response, !(method == .head || status == .noContent || status == .notModified))
+    }
+
+    static func httpFields(_ headers: HTTPHeaders) -> HTTPFields {
         var fields = HTTPFields()
         for (name, value) in headers {
             if let name = HTTPField.Name(name) { fields.append(HTTPField(name: name, value: value)) }

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import Synchronization
+import Tunnel
 
 /// Last in a stream's pipeline (after the HTTP/1.1 client codec) for one exchange: writes the request as the
 /// caller hands it over, and queues the response for the caller to take. Bounded both ways: a body chunk is
@@ -295,6 +296,40 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func failedFuture(_ fallback: any Error) -> EventLoopFuture<Void> {
         completion.futureResult.eventLoop.makeFailedFuture(failure ?? fallback)
+    }
+}
+
+extension HTTPExchangeHandler {
+    /// On the stream's event loop: claims `lease`, puts the exchange (and on a new stream a `FirstByteSniffer`)
+    /// in its pipeline and sends the request head, with its end too when `bodyless`. The stream goes back to
+    /// `streams` when the exchange completes with keep-alive. nil: the idle stream ended while nobody held it.
+    static func install(
+        _ request: HTTPRequestHead, on lease: AgentStreamLease, returningTo streams: any AgentStreamSource, acceptsUpgrade: Bool = false,
+        responseHeadTimeout: Duration?, outcome: HTTPExchangeOutcome = HTTPExchangeOutcome(), bodyless: Bool
+    ) throws -> (exchange: HTTPExchangeHandler, sniffer: FirstByteSniffer?)? {
+        guard lease.claim?() ?? true else { return nil }
+        let pipeline = lease.channel.pipeline.syncOperations
+        // The sniffer goes below everything on a new stream, before the request leaves (TLS streams got theirs
+        // when they were set up, before their ClientHello).
+        var sniffer = try? pipeline.handler(type: FirstByteSniffer.self)
+        if sniffer == nil, !lease.reused {
+            sniffer = FirstByteSniffer()
+            try pipeline.addHandler(sniffer!, position: .first)
+        }
+        let exchange = HTTPExchangeHandler(
+            request: request, acceptsUpgrade: acceptsUpgrade, responseHeadTimeout: responseHeadTimeout, outcome: outcome,
+            eventLoop: lease.channel.eventLoop
+        )
+        exchange.checkin = { streams.checkinOnLoop(lease) }
+        do {
+            try pipeline.addHandler(exchange)
+        } catch {
+            // Its promises must not die unfulfilled.
+            exchange.fail(error)
+            throw error
+        }
+        if bodyless { _ = exchange.endRequest() }
+        return (exchange, sniffer)
     }
 }
 

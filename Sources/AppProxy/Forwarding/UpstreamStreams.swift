@@ -140,6 +140,15 @@ extension AgentStreamFailureReporting {
     }
 }
 
+/// A source that hands out a stream it already holds without waiting: the app proxy's fast path takes one on a
+/// browser connection's event loop, where nothing may wait for a new stream to open (without one, the request
+/// takes the full path).
+public protocol IdleAgentStreamSource: AgentStreamSource {
+    /// An idle stream to `tcp:port` of `agent` if one waits, else nil. Its lease's `claim` still decides on the
+    /// stream's loop whether it is whole.
+    func idleLease(agent: UUID, port: UInt16) -> AgentStreamLease?
+}
+
 /// The first error a stream reported, kept beyond the stream's pipeline.
 public final class AgentStreamFailureRecord: Sendable {
     private let first = Mutex<(any Error)?>(nil)

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 
 /// Cross-origin rules for subdomain apps: a page on one of a user's app hosts may call that same user's other
 /// apps (a front end on port 3000 calling an API on 8080), and no other origin may, whatever the app itself
@@ -17,6 +18,14 @@ public enum AppCORS {
         else { return false }
         guard case .app(let other) = hostname.match(host: host + (url.port.map { ":\($0)" } ?? "")) else { return false }
         return other.user == user.lowercased()
+    }
+
+    /// meshgate decides who may call a subdomain app cross-origin: the app's own CORS headers are dropped from
+    /// `headers` (a response's), and a same-user app origin is allowed with credentials.
+    public static func apply(to headers: inout HTTPFields, origin: String?, user: String, hostname: AppHostname, scheme: String) {
+        for name in responseHeaders { headers[HTTPField.Name(name)!] = nil }
+        guard let origin, allows(origin: origin, user: user, hostname: hostname, scheme: scheme) else { return }
+        for (name, value) in allowHeaders(origin: origin) { headers.append(HTTPField(name: HTTPField.Name(name)!, value: value)) }
     }
 
     /// The headers meshgate sets for an allowed origin (credentials included: app cookies are HttpOnly).

@@ -34,6 +34,17 @@ public enum CookieHeader {
         return pairs
     }
 
+    /// The first non-empty value of cookie `name` in `headers`: an empty one names nothing, so it must not hide a
+    /// later cookie of the same name (the rule `AppGate.Credentials` reads by).
+    public static func firstValue(named name: String, in headers: [String]) -> Substring? {
+        for header in headers {
+            for pair in pairs(header) where pair.name == name {
+                if let value = pair.value, !value.isEmpty { return value }
+            }
+        }
+        return nil
+    }
+
     /// The app's own cookies in `headers` (each a `Cookie` header's value), joined with "; ", or nil when none is
     /// left once meshgate's are gone.
     public static func appCookies(_ headers: [String]) -> String? {

@@ -1,4 +1,6 @@
 import Foundation
+import HTTPTypes
+import NIOCore
 import Tunnel
 
 /// Resolve → authorize for one app request, the same for plain requests and WebSocket upgrades: the answer is
@@ -56,16 +58,17 @@ public struct AppGate: Sendable {
     let sessions: any AppSessionAuthenticator
     let tokens: any AppKeys<AppTokenSigning>
     let now: @Sendable () -> Date
-    /// Shared by every copy of the gate: the token fast path.
-    let verifiedTokens = VerifiedAppTokens()
+    /// Shared by every copy of the gate and by the NIO fast path (`AppFastPath`).
+    let verifiedTokens: VerifiedAppTokens
     /// `AppTokenCookie.subdomainName` of the configuration's wildcard, hashed once.
     private let subdomainCookieName: String
 
     public init(
         configuration: Configuration, resolver: any AppResolver, sessions: any AppSessionAuthenticator, tokens: any AppKeys<AppTokenSigning>,
-        now: @escaping @Sendable () -> Date
+        now: @escaping @Sendable () -> Date, verifiedTokens: VerifiedAppTokens = VerifiedAppTokens()
     ) {
         (self.configuration, self.resolver, self.sessions, self.tokens, self.now) = (configuration, resolver, sessions, tokens, now)
+        self.verifiedTokens = verifiedTokens
         subdomainCookieName = AppTokenCookie.subdomainName(wildcardHost: configuration.hostname)
     }
 
@@ -101,8 +104,23 @@ public struct AppGate: Sendable {
         guard app.agentConnected else { return .respond(.page(.workspaceOffline(agent: app.agentName))) }
         // Anonymous visitors of public apps get no token: there is nobody to bind it to.
         guard let requester else { return .proxy(app, setCookie: nil) }
-        let token = try? await tokens.keyring().sign(SignedAppToken(app: app, userID: requester.userID, now: now()))
-        return .proxy(app, setCookie: token.map(cookie.setCookie))
+        let signed = SignedAppToken(app: app, userID: requester.userID, now: now())
+        guard let keyring = try? await tokens.keyring(), let token = try? keyring.sign(signed) else { return .proxy(app, setCookie: nil) }
+        // What this gateway just signed needs no verifying: the browser's next request can take the fast path.
+        verifiedTokens.insert(token, token: signed, keyExpiry: keyring.current.expiresAt, now: now())
+        return .proxy(app, setCookie: cookie.setCookie(token))
+    }
+
+    /// `admit`'s first step alone, without waiting for anything: the app the request's token cookie vouches for,
+    /// if this gateway verified that token before and it still holds for `request`. nil leaves the request to
+    /// `admit` (no token, a new one, an expired one, path apps turned off).
+    public func admitFromVerifiedToken(_ request: AppRequest, cookieHeaders: [String], secure: Bool) -> ResolvedApp? {
+        if request.accessMethod == .path, configuration.pathAppsDisabled { return nil }
+        let name = AppTokenCookie(for: request, subdomainName: subdomainCookieName, secure: secure).name
+        guard let text = CookieHeader.firstValue(named: name, in: cookieHeaders), let token = verifiedTokens.token(for: String(text), now: now()),
+            token.request == request
+        else { return nil }
+        return ResolvedApp(token: token)
     }
 
     /// A CORS preflight for an app that answers them itself (`cors: passthru`): resolved, but not authorized, since
@@ -139,6 +157,18 @@ public struct AppGate: Sendable {
 public enum AppGateResponse: Sendable, Equatable {
     case page(AppErrorPage)
     case redirect(to: String, status: Int = 303)
+
+    /// The response to send: a page as HTML, or as JSON for an API client (`json`).
+    public func rendered(json: Bool) -> (head: HTTPResponse, body: ByteBuffer?) {
+        switch self {
+        case .redirect(let location, let status):
+            return (HTTPResponse(status: .init(code: status), headerFields: [.location: location, .cacheControl: "no-store"]), nil)
+        case .page(let page):
+            let (type, body) = json ? ("application/json", page.json) : ("text/html; charset=utf-8", page.html)
+            let head = HTTPResponse(status: .init(code: page.status), headerFields: [.contentType: type, .cacheControl: "no-store"])
+            return (head, ByteBuffer(string: body))
+        }
+    }
 }
 
 extension AppTokenCookie {

@@ -87,7 +87,7 @@ public struct AppProxyMiddleware<Context: RequestContext>: RouterMiddleware {
             }
             if let setCookie { response.headers.append(HTTPField(name: .setCookie, value: setCookie)) }
             if app.accessMethod == .subdomain, resolved.cors == .simple, let hostname = gate.configuration.hostname {
-                Self.applyCORS(to: &response, origin: request.headers[.origin], user: app.user, hostname: hostname, scheme: scheme)
+                AppCORS.apply(to: &response.headers, origin: request.headers[.origin], user: app.user, hostname: hostname, scheme: scheme)
             }
             return response
         }
@@ -126,23 +126,9 @@ public struct AppProxyMiddleware<Context: RequestContext>: RouterMiddleware {
         return Response(status: .noContent, headers: headers)
     }
 
-    /// meshgate decides who may call a subdomain app cross-origin: the app's own CORS headers are dropped, and a
-    /// same-user app origin is allowed with credentials.
-    static func applyCORS(to response: inout Response, origin: String?, user: String, hostname: AppHostname, scheme: String) {
-        for name in AppCORS.responseHeaders { response.headers[HTTPField.Name(name)!] = nil }
-        guard let origin, AppCORS.allows(origin: origin, user: user, hostname: hostname, scheme: scheme) else { return }
-        for (name, value) in AppCORS.allowHeaders(origin: origin) { response.headers.append(HTTPField(name: HTTPField.Name(name)!, value: value)) }
-    }
-
     static func response(_ response: AppGateResponse, json: Bool) -> Response {
-        switch response {
-        case .redirect(let location, let status):
-            return Response(status: HTTPResponse.Status(code: status), headers: [.location: location, .cacheControl: "no-store"])
-        case .page(let page):
-            let status = HTTPResponse.Status(code: page.status)
-            let (type, body) = json ? ("application/json", page.json) : ("text/html; charset=utf-8", page.html)
-            return Response(status: status, headers: [.contentType: type, .cacheControl: "no-store"], body: .init(byteBuffer: ByteBuffer(string: body)))
-        }
+        let (head, body) = response.rendered(json: json)
+        return Response(status: head.status, headers: head.headerFields, body: body.map { ResponseBody(byteBuffer: $0) } ?? ResponseBody())
     }
 }
 

@@ -17,7 +17,7 @@ extension GatewayMesh: AgentStreamDialer {}
 /// `idleTimeout` unused. An idle stream that the server
 /// closes, half-closes or writes to, or whose mesh connection ends (agent restart, `.peerRestarted`), is closed
 /// and dropped at once; the lease's `claim` confirms on the stream's event loop that it is still whole before use.
-public final class AgentStreamPool: AgentStreamFailureReporting {
+public final class AgentStreamPool: AgentStreamFailureReporting, IdleAgentStreamSource {
     public struct Configuration: Sendable {
         public var idleTimeout: Duration = .seconds(30)
         /// Enough for a browser's or a load balancer's parallel connections to one app: a stream goes back to
@@ -100,15 +100,8 @@ public final class AgentStreamPool: AgentStreamFailureReporting {
     /// A new stream's record of its first error goes with it: a refusal can end the stream before the
     /// caller's exchange is set up on it.
     public func checkoutReportingFailure(agent: UUID, port: UInt16) async throws -> (lease: AgentStreamLease, failure: AgentStreamFailureRecord?) {
+        if let lease = idleLease(agent: agent, port: port) { return (lease, nil) }
         let key = Key(agent: agent, port: port)
-        if let candidate = takeIdle(key) {
-            candidate.cancelExpiry()
-            hits.increment()
-            let channel = candidate.channel
-            // A stream the server closed while it was idle fails its claim; the caller then checks out again.
-            let claim: @Sendable () -> Bool = { IdleStreamWatcher.of(channel)?.lease() ?? false }
-            return (AgentStreamLease(channel: channel, agent: agent, port: port, reused: true, claim: claim), nil)
-        }
         misses.increment()
         let pipeline = configuration.pipeline
         let failure = AgentStreamFailureRecord()
@@ -123,6 +116,16 @@ public final class AgentStreamPool: AgentStreamFailureReporting {
         // However it ends, an ended stream must not stay in the idle list.
         channel.closeFuture.whenComplete { _ in self.forget(channel, key: key) }
         return (AgentStreamLease(channel: channel, agent: agent, port: port, reused: false), failure)
+    }
+
+    public func idleLease(agent: UUID, port: UInt16) -> AgentStreamLease? {
+        guard let candidate = takeIdle(Key(agent: agent, port: port)) else { return nil }
+        candidate.cancelExpiry()
+        hits.increment()
+        let channel = candidate.channel
+        // A stream the server closed while it was idle fails its claim; the caller then checks out again.
+        let claim: @Sendable () -> Bool = { IdleStreamWatcher.of(channel)?.lease() ?? false }
+        return AgentStreamLease(channel: channel, agent: agent, port: port, reused: true, claim: claim)
     }
 
     public func checkin(_ lease: AgentStreamLease) async {

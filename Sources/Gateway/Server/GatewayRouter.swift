@@ -29,6 +29,8 @@ public struct GatewayEnvironment: Sendable {
     public var agentDialer: (any AgentStreamDialer)? = nil
     /// Rotating keys of signed app tokens and of the cross-domain app login, cached; created in the store at first use.
     public var appTokenKeys: AppKeyStore<AppTokenSigning>
+    /// Tokens the app gate verified: shared by every gate built here and by the app proxy's fast path.
+    let verifiedAppTokens = VerifiedAppTokens()
     public var appConnectKeys: AppKeyStore<AppConnectEncryption>
 
     public init(
@@ -55,7 +57,7 @@ public struct GatewayEnvironment: Sendable {
         let clock = self.clock
         return AppGate(
             configuration: gate, resolver: StoreAppResolver(store: store, coordinator: coordinator), sessions: authenticator, tokens: appTokenKeys,
-            now: { clock.now }
+            now: { clock.now }, verifiedTokens: verifiedAppTokens
         )
     }
 
@@ -70,6 +72,12 @@ public struct GatewayEnvironment: Sendable {
             clientAddress: { $0.remoteAddress ?? "" }
         )
     }
+    /// The app proxy's fast path (below Hummingbird), when the streams to agents can hand out idle ones.
+    func appFastPath(observer: any AppFastPathObserver) -> AppFastPath? {
+        guard appProxy != nil, let streams = agentStreams as? any IdleAgentStreamSource else { return nil }
+        return AppFastPath(gate: appGate, streams: streams, observer: observer)
+    }
+
     var ptyRoutes: PTYRoutes {
         PTYRoutes(store: store, dialer: agentDialer, accessURL: configuration.accessURL, logger: Logger(label: "meshgate.terminal"))
     }

@@ -1,3 +1,4 @@
+import AppProxy
 import Foundation
 import Hummingbird
 import HummingbirdCore
@@ -48,13 +49,10 @@ public struct GatewayServer: Sendable {
     /// address, when all of them accept connections (ports given as 0 show the port the OS chose).
     public func services(onReady: @escaping @Sendable ([Listener: ListenAddress]) async -> Void) -> [any Service] {
         let configuration = environment.configuration
-        let webSocket = HTTP1WebSocketUpgradeChannel.Configuration(
-            http1: .init(),
-            // Decompressed messages may be as large as uncompressed ones (the library's default is 16 KiB, which
-            // breaks any compressed DERP packet or terminal burst above it).
-            ws: WebSocketServerConfiguration(
-                maxFrameSize: 1 << 20, extensions: [.perMessageDeflate(maxDecompressedFrameSize: 1 << 20)], autoPing: .enabled(timePeriod: .seconds(15))
-            )
+        // Decompressed messages may be as large as uncompressed ones (the library's default is 16 KiB, which breaks
+        // any compressed DERP packet or terminal burst above it).
+        let webSocket = WebSocketServerConfiguration(
+            maxFrameSize: 1 << 20, extensions: [.perMessageDeflate(maxDecompressedFrameSize: 1 << 20)], autoPing: .enabled(timePeriod: .seconds(15))
         )
         let api = GatewayRouter.http(environment, requestLogLevel: requestLogLevel).buildResponder()
         let webSocketResponder = GatewayRouter.webSocket(environment).buildResponder()
@@ -80,15 +78,26 @@ public struct GatewayServer: Sendable {
 
         let derp = environment.derp
         let apps = environment.appUpgrades
+        let fastPath = environment.appFastPath(observer: AppFastPathLog(logger: logger, level: requestLogLevel))
+        // Each connection (and HTTP/2 stream) gets its own fast path handler, after the HTTP codec.
+        let http1Configuration = { @Sendable (secure: Bool) in
+            HTTP1Channel.Configuration(additionalChannelHandlers: fastPath.map { [$0.handler(secure: secure)] } ?? [])
+        }
         let http1Builder = { @Sendable (responder: @escaping HTTPChannelHandler.Responder, secure: Bool) in
             DERPAwareHTTP1Channel(
-                http1: HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: webSocketResponder, configuration: webSocket),
+                http1: HTTP1WebSocketUpgradeChannel(
+                    responder: responder, webSocketResponder: webSocketResponder,
+                    configuration: .init(http1: http1Configuration(secure), ws: webSocket)
+                ),
                 derp: derp, apps: apps, secure: secure
             )
         }
         if let tlsAddress = configuration.tlsAddress, let certificates {
             let builder = HTTPServerBuilder { responder in
-                ALPNChannel(certificates: certificates, http1: http1Builder(responder, true), http2: HTTP2Channel(responder: responder, configuration: .init()))
+                ALPNChannel(
+                    certificates: certificates, http1: http1Builder(responder, true),
+                    http2: HTTP2Channel(responder: responder, configuration: .init(streamConfiguration: http1Configuration(true)))
+                )
             }
             listen(.tls, tlsAddress, builder, api)
         }

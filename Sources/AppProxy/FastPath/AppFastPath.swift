@@ -1,0 +1,153 @@
+import Foundation
+import HTTPTypes
+import NIOCore
+import NIOHTTP1
+import Tunnel
+
+/// The app proxy's fast path: app requests served on the browser connection's event loop, below Hummingbird.
+///
+/// Most requests to an app are a browser fetching pages and assets with a token it got a minute ago. For those,
+/// Hummingbird's task, router and middleware, and the hops between its task and the event loops, cost more CPU
+/// than the forwarding itself. A request the fast path takes needs nothing that could wait: a GET without a body, a signed token this gateway verified before (`AppGate.admitFromVerifiedToken`), and an idle stream to
+/// the app. Everything else, and anything that fails before the app answers on a stale stream, goes the full way
+/// (`AppProxyMiddleware`), which decides exactly as it would have.
+public struct AppFastPath: Sendable {
+    let gate: AppGate
+    let streams: any IdleAgentStreamSource
+    let responseHeadTimeout: Duration
+    let observer: any AppFastPathObserver
+
+    /// `gate` must share its `VerifiedAppTokens` with the full path's gate, whose verifications fill it.
+    public init(
+        gate: AppGate, streams: any IdleAgentStreamSource, observer: any AppFastPathObserver,
+        responseHeadTimeout: Duration = AgentHTTPExchange.defaultResponseHeadTimeout
+    ) {
+        (self.gate, self.streams, self.observer, self.responseHeadTimeout) = (gate, streams, observer, responseHeadTimeout)
+    }
+
+    /// A handler for one HTTP/1.1 connection or one HTTP/2 stream, right after its codec. `secure`: it came in
+    /// over TLS (the scheme the app and the full path are told).
+    public func handler(secure: Bool) -> AppFastPathHandler { AppFastPathHandler(fastPath: self, secure: secure) }
+
+    /// A request the fast path takes on, with what forwarding it needs.
+    struct Accepted: Sendable {
+        let app: ResolvedApp
+        let upstream: HTTPRequestHead
+        let lease: AgentStreamLease
+        let method: HTTPRequest.Method
+        /// For the error page's format and the CORS decision.
+        let wantsJSON: Bool
+        let origin: String?
+        let scheme: String
+    }
+
+    /// Whether the fast path serves `request` (`scheme` fixed already), and if so with which stream.
+    func accept(_ request: HTTPRequest, clientAddress: String) -> Accepted? {
+        guard request.method == .get, !AppForwarder.hasBody(request), !Self.changesTheConnection(request),
+            let target = request.path,
+            case .app(let app, let upstreamPath)? = AppAddress.match(host: request.authority, target: target, hostname: gate.configuration.hostname),
+            // The first visit after the cross-domain login swaps its key for a cookie: the full path's business.
+            app.accessMethod == .path || !target.contains(AppConnectKey.queryItemName + "=")
+        else { return nil }
+        let scheme = request.scheme ?? "https"
+        guard let resolved = gate.admitFromVerifiedToken(app, cookieHeaders: request.headerFields[values: .cookie], secure: scheme == "https"),
+            !resolved.https, let lease = streams.idleLease(agent: resolved.agentID, port: resolved.port)
+        else { return nil }
+        let origin = ForwardingOrigin(clientAddress: clientAddress, scheme: scheme, host: request.authority ?? "")
+        return Accepted(
+            app: resolved, upstream: AppForwarder.upstreamHead(request, app: resolved, path: upstreamPath, origin: origin), lease: lease,
+            method: request.method, wantsJSON: AppErrorPage.prefersJSON(accept: request.headerFields[.accept]),
+            origin: request.headerFields[.origin], scheme: scheme
+        )
+    }
+
+    /// `Connection: close` (the connection ends after this response) and upgrades are left to Hummingbird, which
+    /// owns the connection's life.
+    static func changesTheConnection(_ request: HTTPRequest) -> Bool {
+        if request.headerFields[.upgrade] != nil { return true }
+        return request.headerFields[values: .connection].contains { value in
+            value.split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces).lowercased() == "close" }
+        }
+    }
+
+    /// The response head for the browser, CORS decided as the full path does.
+    func browserResponse(_ head: HTTPResponseHead, for accepted: Accepted) -> (head: HTTPResponse, hasBody: Bool) {
+        var (response, hasBody) = AppForwarder.browserResponse(head, method: accepted.method)
+        let app = accepted.app
+        if app.request.accessMethod == .subdomain, app.cors == .simple, let hostname = gate.configuration.hostname {
+            AppCORS.apply(to: &response.headerFields, origin: accepted.origin, user: app.request.user, hostname: hostname, scheme: accepted.scheme)
+        }
+        return (response, hasBody)
+    }
+
+    /// The page for an exchange that failed before the app answered, as the full path words it.
+    func errorResponse(_ cause: any Error, for accepted: Accepted) -> (head: HTTPResponse, body: ByteBuffer?) {
+        let failure = AgentHTTPExchangeFailure(stage: .request, cause: cause, heard: nil, reusedStream: accepted.lease.reused)
+        let error = AppForwardError.from(failure, port: accepted.app.port, https: false)
+        return AppGateResponse.page(AppErrorPage.forwarding(error, app: accepted.app)).rendered(json: accepted.wantsJSON)
+    }
+}
+
+/// What the fast path reports of the requests it serves (the full path's middleware logs and counts the rest).
+public protocol AppFastPathObserver: Sendable {
+    /// A request was taken on (its log line).
+    func started(_ request: HTTPRequest)
+    /// Its response ended, or the browser went away (`status` as far as it got), after `nanoseconds`.
+    func finished(_ request: HTTPRequest, status: HTTPResponse.Status, nanoseconds: UInt64)
+}
+
+/// One fast exchange as seen from the stream's event loop; every member is used only there.
+struct FastExchangeOnLoop: @unchecked Sendable {
+    let exchange: HTTPExchangeHandler
+    let channel: any Channel
+    var loop: any EventLoop { channel.eventLoop }
+
+    /// How the request's start went, read on the stream's loop.
+    enum Start: Sendable {
+        case answered(FastExchangeOnLoop, HTTPExchangeHandler.Start)
+        /// The stream turned out stale before the app said anything: the full path tries again.
+        case handOver
+        case failed(any Error)
+    }
+
+    /// Claims the lease and sends the (bodiless) request; the future completes on the stream's loop.
+    static func begin(_ accepted: AppFastPath.Accepted, streams: any AgentStreamSource, responseHeadTimeout: Duration) -> EventLoopFuture<Start> {
+        let lease = accepted.lease
+        let loop = lease.channel.eventLoop
+        let install = { @Sendable () -> EventLoopFuture<Start> in
+            let installed: (exchange: HTTPExchangeHandler, sniffer: FirstByteSniffer?)?
+            do {
+                installed = try HTTPExchangeHandler.install(
+                    accepted.upstream, on: lease, returningTo: streams, responseHeadTimeout: responseHeadTimeout, bodyless: true
+                )
+            } catch {
+                // The stream was gone before anything went out on it.
+                lease.channel.close(promise: nil)
+                return loop.makeSucceededFuture(.handOver)
+            }
+            guard let exchange = installed?.exchange else {
+                lease.channel.close(promise: nil)
+                return loop.makeSucceededFuture(.handOver)
+            }
+            let onLoop = FastExchangeOnLoop(exchange: exchange, channel: lease.channel)
+            return exchange.start.futureResult.map { .answered(onLoop, $0) }.recover { error in
+                lease.channel.close(promise: nil)
+                return onLoop.exchange.closedBeforeAnswering ? .handOver : .failed(error)
+            }
+        }
+        // No hop when the browser's connection and the stream share a loop.
+        return loop.inEventLoop ? install() : loop.flatSubmit(install)
+    }
+
+    /// The next body part, on the stream's loop.
+    func nextBodyPart() -> EventLoopFuture<AgentHTTPExchange.BodyPart> {
+        loop.inEventLoop ? exchange.nextBodyPart() : loop.flatSubmit { exchange.nextBodyPart() }
+    }
+
+    /// Ends an exchange the browser no longer waits for: its stream is closed unless it already went back.
+    func abort() {
+        loop.execute {
+            if !exchange.completed { channel.close(promise: nil) }
+        }
+    }
+}

@@ -1,0 +1,258 @@
+import HTTPTypes
+import NIOCore
+import NIOHTTPTypes
+
+/// `AppFastPath` on one HTTP/1.1 connection or HTTP/2 stream: after the codec, before Hummingbird's handlers.
+///
+/// A request the fast path accepts is answered here and never reaches Hummingbird; every other request is passed
+/// on unchanged (except that its scheme is the connection's: Hummingbird's HTTP/1.1 codec calls every request
+/// `http`). HTTP/1.1 responses must leave in the order the requests came, so a request is taken here only while
+/// Hummingbird owes no response, and requests that arrive while one is served here wait (reading stops) until it
+/// has been answered. A request whose idle stream turns out stale before the app answered is handed to
+/// Hummingbird as it came, which retries it on another stream.
+public final class AppFastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    public typealias InboundIn = HTTPRequestPart
+    public typealias InboundOut = HTTPRequestPart
+    public typealias OutboundIn = HTTPResponsePart
+    public typealias OutboundOut = HTTPResponsePart
+
+    /// The request served here now.
+    private final class Serving {
+        let request: HTTPRequest
+        let accepted: AppFastPath.Accepted
+        let began = NIODeadline.now()
+        var requestEnded = false
+        var exchange: FastExchangeOnLoop?
+        var status: HTTPResponse.Status?
+        var hasBody = true
+        var waitingForWritability = false
+
+        init(request: HTTPRequest, accepted: AppFastPath.Accepted) { (self.request, self.accepted) = (request, accepted) }
+    }
+
+    private let fastPath: AppFastPath
+    private let secure: Bool
+    private var serving: Serving?
+    /// Responses Hummingbird still owes for requests passed on.
+    private var owedByHummingbird = 0
+    /// The parts of a request passed on are passed on up to its end.
+    private var passingRequest = false
+    /// Parts that came while a request was served here, in order.
+    private var held = CircularBuffer<HTTPRequestPart>()
+    private var readHeld = false
+    private var quiesceHeld = false
+
+    init(fastPath: AppFastPath, secure: Bool) { (self.fastPath, self.secure) = (fastPath, secure) }
+
+    // MARK: Requests
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        receive(unwrapInboundIn(data), context: context)
+    }
+
+    private func receive(_ part: HTTPRequestPart, context: ChannelHandlerContext) {
+        if let serving {
+            // The served request has no body: what comes before its end is a GET's stray body, dropped as the
+            // full path drops it.
+            if !serving.requestEnded {
+                if case .end = part { serving.requestEnded = true }
+            } else {
+                held.append(part)
+            }
+            return
+        }
+        switch part {
+        case .head(var request):
+            if secure { request.scheme = "https" }
+            if owedByHummingbird == 0, !passingRequest,
+                let accepted = fastPath.accept(request, clientAddress: context.channel.remoteAddress?.ipAddress ?? "")
+            {
+                return serve(Serving(request: request, accepted: accepted), context: context)
+            }
+            owedByHummingbird += 1
+            passingRequest = true
+            context.fireChannelRead(wrapInboundOut(.head(request)))
+        case .body:
+            context.fireChannelRead(wrapInboundOut(part))
+        case .end:
+            passingRequest = false
+            context.fireChannelRead(wrapInboundOut(part))
+        }
+    }
+
+    /// Requests go on while nothing was held back, or once the served one is answered.
+    public func read(context: ChannelHandlerContext) {
+        if serving != nil, !held.isEmpty { readHeld = true } else { context.read() }
+    }
+
+    // MARK: Serving one
+
+    private func serve(_ serving: Serving, context: ChannelHandlerContext) {
+        self.serving = serving
+        let begun = FastExchangeOnLoop.begin(serving.accepted, streams: fastPath.streams, responseHeadTimeout: fastPath.responseHeadTimeout)
+        begun.hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
+            guard self.serving === serving else {
+                if case .success(.answered(let exchange, _)) = result { exchange.abort() }
+                return
+            }
+            switch result {
+            case .success(.answered(let exchange, let start)): self.answer(start, exchange: exchange, serving, context: context)
+            case .success(.handOver): self.handOver(serving, context: context)
+            case .success(.failed(let error)), .failure(let error): self.respond(self.fastPath.errorResponse(error, for: serving.accepted), serving, context: context)
+            }
+        }
+    }
+
+    private func answer(_ start: HTTPExchangeHandler.Start, exchange: FastExchangeOnLoop, _ serving: Serving, context: ChannelHandlerContext) {
+        fastPath.observer.started(serving.request)
+        serving.exchange = exchange
+        var (head, hasBody) = fastPath.browserResponse(start.head, for: serving.accepted)
+        serving.hasBody = hasBody
+        serving.status = head.status
+        // A whole body in hand goes with its length, not chunked.
+        if hasBody, head.headerFields[.contentLength] == nil, case .end(nil)? = start.parts.last {
+            let length = start.parts.reduce(0) { total, part in
+                if case .bytes(let chunk) = part { total + chunk.readableBytes } else { total }
+            }
+            head.headerFields[.contentLength] = String(length)
+        }
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        deliver(start.parts, serving, context: context)
+    }
+
+    /// Writes what the app sent; then either the response is complete or the next part is asked for.
+    private func deliver(_ parts: [AgentHTTPExchange.BodyPart], _ serving: Serving, context: ChannelHandlerContext) {
+        for part in parts {
+            switch part {
+            case .bytes(let chunk):
+                if serving.hasBody { context.write(wrapOutboundOut(.body(chunk)), promise: nil) }
+            case .end(let trailers):
+                context.write(wrapOutboundOut(.end(trailers.map(AppForwarder.httpFields))), promise: nil)
+                return finish(serving, context: context)
+            }
+        }
+        context.flush()
+        if self.serving === serving { pull(serving, context: context) }
+    }
+
+    /// Asks for more of the body once the browser's side can take it.
+    private func pull(_ serving: Serving, context: ChannelHandlerContext) {
+        guard context.channel.isWritable else {
+            serving.waitingForWritability = true
+            return
+        }
+        guard let exchange = serving.exchange else { return }
+        exchange.nextBodyPart().hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
+            guard self.serving === serving else { return }
+            switch result {
+            case .success(let part):
+                self.deliver([part], serving, context: context)
+            case .failure:
+                // The app's response broke off: so does the browser's, as on the full path (a connection, or an
+                // HTTP/2 stream, closed mid-body).
+                self.serving = nil
+                exchange.abort()
+                self.report(serving)
+                context.close(promise: nil)
+            }
+        }
+    }
+
+    public func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, let serving, serving.waitingForWritability {
+            serving.waitingForWritability = false
+            pull(serving, context: context)
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// A whole response at once (an error page).
+    private func respond(_ response: (head: HTTPResponse, body: ByteBuffer?), _ serving: Serving, context: ChannelHandlerContext) {
+        fastPath.observer.started(serving.request)
+        var head = response.head
+        serving.status = head.status
+        head.headerFields[.contentLength] = String(response.body?.readableBytes ?? 0)
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        if let body = response.body { context.write(wrapOutboundOut(.body(body)), promise: nil) }
+        context.write(wrapOutboundOut(.end(nil)), promise: nil)
+        finish(serving, context: context)
+    }
+
+    /// The stream was stale: Hummingbird gets the request as it came, and everything after it.
+    private func handOver(_ serving: Serving, context: ChannelHandlerContext) {
+        self.serving = nil
+        owedByHummingbird += 1
+        passingRequest = !serving.requestEnded
+        context.fireChannelRead(wrapInboundOut(.head(serving.request)))
+        if serving.requestEnded { context.fireChannelRead(wrapInboundOut(.end(nil))) }
+        context.fireChannelReadComplete()
+        releaseHeld(context: context)
+    }
+
+    /// The response is written. Done before the flush: flushing the end of an HTTP/2 stream closes it at once.
+    private func finish(_ serving: Serving, context: ChannelHandlerContext) {
+        self.serving = nil
+        report(serving)
+        context.flush()
+        releaseHeld(context: context)
+    }
+
+    private func report(_ serving: Serving) {
+        let elapsed = NIODeadline.now() - serving.began
+        fastPath.observer.finished(serving.request, status: serving.status ?? .badGateway, nanoseconds: UInt64(max(0, elapsed.nanoseconds)))
+    }
+
+    /// Takes up what waited, until a request is served here again (whose own parts up to its end are taken too).
+    private func releaseHeld(context: ChannelHandlerContext) {
+        var released = false
+        while serving?.requestEnded != true, let part = held.popFirst() {
+            receive(part, context: context)
+            released = true
+        }
+        if released { context.fireChannelReadComplete() }
+        if held.isEmpty, readHeld {
+            readHeld = false
+            context.read()
+        }
+        if serving == nil, quiesceHeld {
+            quiesceHeld = false
+            context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        }
+    }
+
+    // MARK: Responses Hummingbird writes, and the connection's end
+
+    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .end = unwrapOutboundIn(data), owedByHummingbird > 0 { owedByHummingbird -= 1 }
+        context.write(data, promise: promise)
+    }
+
+    /// A graceful shutdown waits for the response served here: Hummingbird, which would close an idle
+    /// connection at once, hears of it afterwards.
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent, serving != nil {
+            quiesceHeld = true
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        abandon()
+        context.fireChannelInactive()
+    }
+
+    public func handlerRemoved(context: ChannelHandlerContext) { abandon() }
+
+    /// The browser went away: the app's half-sent response goes with it.
+    private func abandon() {
+        held.removeAll()
+        guard let serving else { return }
+        self.serving = nil
+        serving.exchange?.abort()
+        report(serving)
+    }
+}
+
+@available(*, unavailable)
+extension AppFastPathHandler: Sendable {}

@@ -1,0 +1,316 @@
+@testable import AppProxy
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+import Testing
+import Tunnel
+
+/// The fast path below a real Hummingbird server, with the full path (`AppProxyMiddleware`) behind it, over a real
+/// mesh pair to a real app: requests with a verified token are answered below Hummingbird, everything else as
+/// before, in order, and nothing the app sends is lost on either path.
+@Suite(.timeLimit(.minutes(3))) struct AppFastPathTests {
+    @Test func aVerifiedTokenIsServedBelowHummingbirdWithTheSameAnswer() async throws {
+        try await FastPathGateway.with { gateway in
+            let full = try await gateway.exchange([.get("/headers", cookie: "meshgate_session_token=good-session; theme=dark")])[0]
+            #expect(full.status == 200 && gateway.observer.served == 0)
+            let token = try #require(full.setCookie)
+            let fast = try await gateway.exchange([.get("/headers", cookie: "\(token); meshgate_session_token=good-session; theme=dark")])[0]
+            #expect(fast.status == 200 && gateway.observer.served == 1)
+            // The app heard the same request both ways, and no meshgate credential.
+            let lines = { (body: String) in body.split(separator: "\n").filter { !$0.hasPrefix("X-Connection") } }
+            #expect(lines(fast.body) == lines(full.body))
+            #expect(fast.body.contains("Cookie: theme=dark\n") && !fast.body.contains("meshgate"))
+            #expect(fast.body.contains("X-Forwarded-For: 127.0.0.1\n"))
+            // The browser gets the app's headers the same way too (the full path also set a new token).
+            #expect(fast.headers.filter { $0.name != "set-cookie" } == full.headers.filter { $0.name != "set-cookie" })
+        }
+    }
+
+    /// Pipelined requests, fast and not, answered in the order they came; the fast path's own requests that arrive
+    /// while it serves one wait for it (their ends were once handed to Hummingbird alone, which closed the
+    /// connection).
+    @Test func pipelinedRequestsAreAnsweredInOrder() async throws {
+        try await FastPathGateway.with { gateway in
+            let token = try await gateway.token()
+            let cookie = "\(token); meshgate_session_token=good-session"
+            let requests: [RawRequest] = [
+                .get("/hello", cookie: cookie), .get("/headers", cookie: cookie), .post("/echo", body: "posted", cookie: cookie),
+                .get("/hello", cookie: cookie), .get("/empty", cookie: cookie), .get("/hello", cookie: "meshgate_session_token=good-session"),
+                .get("/hello", cookie: cookie),
+            ]
+            let batches = try await gateway.exchange(batches: [requests, [.get("/hello", cookie: cookie)], [.get("/hello", cookie: cookie)]])
+            let answers = batches[0]
+            #expect(answers.map(\.status) == [200, 200, 200, 200, 204, 200, 200])
+            #expect(answers[0].body == "hello" && answers[1].body.contains("path: /headers") && answers[2].body == "posted")
+            #expect(answers[3].body == "hello" && answers[5].body == "hello" && answers[6].body == "hello")
+            // The first two here; once the POST went to Hummingbird, everything behind it follows it there. On the
+            // same connection afterwards, with Hummingbird done, the fast path takes over again.
+            let again = batches[1] + batches[2]
+            #expect(again.map(\.body) == ["hello", "hello"] && gateway.observer.served == 4)
+        }
+    }
+
+    @Test func aStaleStreamIsHandedToTheFullPath() async throws {
+        try await FastPathGateway.with { gateway in
+            let token = try await gateway.token()
+            let cookie = "\(token); meshgate_session_token=good-session"
+            #expect(try await gateway.exchange([.get("/hello", cookie: cookie)])[0].body == "hello")
+            #expect(gateway.observer.served == 1)
+            // The idle stream ends while the pool still lists it: the fast path meets a dead stream.
+            try await gateway.fixture.streams.endIdleStreamsButKeepThem()
+            let answer = try await gateway.exchange([.get("/hello", cookie: cookie)])[0]
+            #expect(answer.status == 200 && answer.body == "hello")
+            #expect(gateway.observer.served == 1)
+        }
+    }
+
+    @Test func largeResponsesStreamThrough() async throws {
+        try await FastPathGateway.with { gateway in
+            let token = try await gateway.token()
+            let size = 8 << 20
+            let answer = try await gateway.exchange([.get("/download?bytes=\(size)", cookie: "\(token); meshgate_session_token=good-session")])[0]
+            #expect(answer.status == 200 && answer.bodyBytes == size && gateway.observer.served == 1)
+        }
+    }
+
+    @Test func aBrowserGoneMidResponseEndsTheAppsResponse() async throws {
+        try await FastPathGateway.with { gateway in
+            let token = try await gateway.token()
+            let cookie = "\(token); meshgate_session_token=good-session"
+            let streamsBefore = gateway.fixture.mesh.dialer.streamsOpened
+            try await gateway.readPartOfAResponse(.get("/download?bytes=\(256 << 20)", cookie: cookie), bytes: 1 << 20)
+            // The stream that carried it was closed, not pooled with 255 MiB unread: the next request opens another.
+            let deadline = ContinuousClock.now + .seconds(20)
+            while gateway.fixture.streams.idleCount > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            #expect(gateway.fixture.streams.idleCount == 0)
+            #expect(try await gateway.exchange([.get("/hello", cookie: cookie)])[0].body == "hello")
+            #expect(gateway.fixture.mesh.dialer.streamsOpened == streamsBefore + 1)
+        }
+    }
+
+    @Test func requestsTheFastPathLeavesAlone() throws {
+        func head(_ method: HTTPRequest.Method, _ fields: HTTPFields) -> HTTPRequest {
+            HTTPRequest(method: method, scheme: "https", authority: "x", path: "/", headerFields: fields)
+        }
+        #expect(AppFastPath.changesTheConnection(head(.get, [.connection: "keep-alive, Close"])))
+        #expect(AppFastPath.changesTheConnection(head(.get, [.upgrade: "websocket"])))
+        #expect(!AppFastPath.changesTheConnection(head(.get, [.connection: "keep-alive"])))
+    }
+}
+
+/// A request as bytes on the wire.
+struct RawRequest {
+    let text: String
+
+    static func get(_ path: String, cookie: String) -> RawRequest {
+        RawRequest(text: "GET \(FastPathGateway.base)\(path.dropFirst()) HTTP/1.1\r\nHost: gateway.test\r\nCookie: \(cookie)\r\n\r\n")
+    }
+
+    static func post(_ path: String, body: String, cookie: String) -> RawRequest {
+        RawRequest(
+            text: "POST \(FastPathGateway.base)\(path.dropFirst()) HTTP/1.1\r\nHost: gateway.test\r\nCookie: \(cookie)\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+        )
+    }
+}
+
+/// A response as read off the wire.
+struct RawResponse {
+    let status: Int
+    /// Names lowercased, in order.
+    let headers: [(name: String, value: String)]
+    let body: String
+    let bodyBytes: Int
+
+    var setCookie: String? {
+        headers.first { $0.name == "set-cookie" }.map { String($0.value.split(separator: ";")[0]) }
+    }
+}
+
+extension [(name: String, value: String)] {
+    static func == (lhs: Self, rhs: Self) -> Bool { lhs.map { "\($0.name): \($0.value)" } == rhs.map { "\($0.name): \($0.value)" } }
+}
+
+/// A Hummingbird server with the fast path after its HTTP/1.1 codec and the app proxy middleware in its router,
+/// forwarding `/@alice/dev/apps/code/…` to the fixture's app.
+struct FastPathGateway {
+    static let base = "/@alice/dev/apps/code/"
+    let fixture: ForwardingFixture
+    let port: Int
+    let observer: CountingObserver
+
+    final class CountingObserver: AppFastPathObserver {
+        private let finished = Atomic(0)
+        var served: Int { finished.load(ordering: .relaxed) }
+        func started(_ request: HTTPRequest) {}
+        func finished(_ request: HTTPRequest, status: HTTPResponse.Status, nanoseconds: UInt64) { finished.add(1, ordering: .relaxed) }
+    }
+
+    struct OneApp: AppResolver {
+        let agentID: UUID
+        let appPort: UInt16
+        func resolve(_ request: AppRequest) async throws -> Result<ResolvedApp, AppResolutionFailure> {
+            .success(
+                ResolvedApp(
+                    request: request, ownerID: FastPathGateway.alice.userID, workspaceID: UUID(), agentID: agentID, agentName: "main",
+                    agentConnected: true, port: appPort, https: false, pathPrefix: "", sharingLevel: .owner, displayName: "Code", health: nil
+                )
+            )
+        }
+    }
+
+    struct Sessions: AppSessionAuthenticator {
+        func requester(presenting credential: String) async throws -> AppRequester? { credential == "good-session" ? FastPathGateway.alice : nil }
+    }
+
+    struct StaticKeys<Feature: AppKeyFeature>: AppKeys {
+        let ring = AppKeyring<Feature>(
+            keys: [AppCryptoKey(sequence: 1, secret: (0..<Feature.secretLength).map { UInt8($0) }, startsAt: Date() - 60, expiresAt: Date() + 3600)],
+            now: Date()
+        )!
+        func keyring() async throws -> AppKeyring<Feature> { ring }
+        func keyring(including sequence: Int) async throws -> AppKeyring<Feature> { ring }
+    }
+
+    static let alice = AppRequester(userID: UUID(), username: "alice", isSiteOwner: false)
+
+    static func with(_ body: @escaping @Sendable (FastPathGateway) async throws -> Void) async throws {
+        try await ForwardingFixture.with { fixture in
+            try await withTestApp(upstreamRouter()) { appPort in
+                let gate = AppGate(
+                    configuration: .init(accessURL: URL(string: "http://gateway.test")!, hostname: nil, pathAppsDisabled: false, pathAppSharing: false),
+                    resolver: OneApp(agentID: fixture.agentID, appPort: UInt16(appPort)), sessions: Sessions(), tokens: StaticKeys<AppTokenSigning>(),
+                    now: { Date() }
+                )
+                let observer = CountingObserver()
+                let fastPath = AppFastPath(gate: gate, streams: fixture.streams, observer: observer)
+                let router = Router(context: ConnectionContext.self)
+                router.add(
+                    middleware: AppProxyMiddleware(
+                        gate: gate, forwarder: fixture.forwarder, connectKeys: StaticKeys<AppConnectEncryption>(), clientAddress: { _ in "127.0.0.1" }
+                    )
+                )
+                let server = HTTPServerBuilder.http1(configuration: .init(additionalChannelHandlers: [fastPath.handler(secure: false)]))
+                try await withTestApp(router, server: server) { port in
+                    try await body(FastPathGateway(fixture: fixture, port: port, observer: observer))
+                }
+            }
+        }
+    }
+
+    /// A signed app token cookie (`name=value`), from a request through the full path.
+    func token() async throws -> String {
+        try #require(try await exchange([.get("/hello", cookie: "meshgate_session_token=good-session")])[0].setCookie)
+    }
+
+    /// Sends `requests` on one connection, one at a time or all in one write, and reads their responses.
+    func exchange(_ requests: [RawRequest], pipelined: Bool = false) async throws -> [RawResponse] {
+        try await exchange(batches: pipelined ? [requests] : requests.map { [$0] }).flatMap { $0 }
+    }
+
+    /// On one connection: each batch in one write, then its responses read.
+    func exchange(batches: [[RawRequest]]) async throws -> [[RawResponse]] {
+        try await withConnection { inbound, outbound in
+            var reader = ResponseReader(inbound: inbound.makeAsyncIterator())
+            var answers: [[RawResponse]] = []
+            for batch in batches {
+                try await outbound.write(ByteBuffer(string: batch.map(\.text).joined()))
+                var batchAnswers: [RawResponse] = []
+                for _ in batch { batchAnswers.append(try await reader.next()) }
+                answers.append(batchAnswers)
+            }
+            return answers
+        }
+    }
+
+    /// Sends `request`, reads `bytes` of its answer and closes the connection.
+    func readPartOfAResponse(_ request: RawRequest, bytes: Int) async throws {
+        try await withConnection { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: request.text))
+            var read = 0
+            for try await chunk in inbound {
+                read += chunk.readableBytes
+                if read >= bytes { break }
+            }
+        }
+    }
+
+    private func withConnection<T: Sendable>(
+        _ body: (NIOAsyncChannelInboundStream<ByteBuffer>, NIOAsyncChannelOutboundWriter<ByteBuffer>) async throws -> T
+    ) async throws -> T {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port) { channel in
+            channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+        }
+        return try await channel.executeThenClose { inbound, outbound in try await body(inbound, outbound) }
+    }
+}
+
+/// Reads HTTP/1.1 responses (length-delimited or chunked) off a byte stream.
+struct ResponseReader {
+    var inbound: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator
+    var buffer = ByteBuffer()
+
+    struct Closed: Error {}
+
+    private mutating func fill() async throws {
+        guard var more = try await inbound.next() else { throw Closed() }
+        buffer.writeBuffer(&more)
+    }
+
+    private mutating func line() async throws -> String {
+        while true {
+            if let end = buffer.readableBytesView.firstRange(of: "\r\n".utf8) {
+                let length = end.lowerBound - buffer.readerIndex
+                let text = buffer.readString(length: length)!
+                buffer.moveReaderIndex(forwardBy: 2)
+                return text
+            }
+            try await fill()
+        }
+    }
+
+    private mutating func bytes(_ count: Int) async throws -> ByteBuffer {
+        while buffer.readableBytes < count { try await fill() }
+        return buffer.readSlice(length: count)!
+    }
+
+    mutating func next() async throws -> RawResponse {
+        let statusLine = try await line()
+        let status = Int(statusLine.split(separator: " ")[1])!
+        var headers: [(name: String, value: String)] = []
+        while case let text = try await line(), !text.isEmpty {
+            let parts = text.split(separator: ":", maxSplits: 1)
+            headers.append((parts[0].lowercased(), parts[1].trimmingCharacters(in: .whitespaces)))
+        }
+        var body = ByteBuffer()
+        let value = { (name: String) in headers.first { $0.name == name }?.value }
+        if status == 204 || status == 304 {
+        } else if value("transfer-encoding") == "chunked" {
+            while true {
+                let size = Int(try await line(), radix: 16)!
+                if size == 0 {
+                    _ = try await line()
+                    break
+                }
+                var chunk = try await bytes(size)
+                body.writeBuffer(&chunk)
+                _ = try await line()
+            }
+        } else if let length = value("content-length").flatMap(Int.init) {
+            // Large bodies are counted, not kept.
+            var remaining = length
+            while remaining > 0 {
+                if buffer.readableBytes == 0 { try await fill() }
+                var slice = buffer.readSlice(length: min(remaining, buffer.readableBytes))!
+                remaining -= slice.readableBytes
+                if length <= 1 << 20 { body.writeBuffer(&slice) }
+            }
+            return RawResponse(status: status, headers: headers, body: String(buffer: body), bodyBytes: length)
+        }
+        return RawResponse(status: status, headers: headers, body: String(buffer: body), bodyBytes: body.readableBytes)
+    }
+}
