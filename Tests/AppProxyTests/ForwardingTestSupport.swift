@@ -73,8 +73,13 @@ final class IdleStreams: AgentStreamFailureReporting, IdleAgentStreamSource {
 
     func idleLease(agent: UUID, port: UInt16) -> AgentStreamLease? {
         let kept = idle.withLock { idle in idle.lastIndex { $0.port == port }.map { idle.remove(at: $0) } }
+        if let kept { leased.withLock { $0 = kept.channel } }
         return kept.map { AgentStreamLease(channel: $0.channel, agent: agent, port: port, reused: true) }
     }
+
+    /// The stream the last idle lease handed out.
+    var lastLeased: (any Channel)? { leased.withLock { $0 } }
+    private let leased = Mutex<(any Channel)?>(nil)
 
     func checkin(_ lease: AgentStreamLease) async { checkinOnLoop(lease) }
 

@@ -26,6 +26,8 @@ public final class AppFastPathHandler: ChannelDuplexHandler, RemovableChannelHan
         var status: HTTPResponse.Status?
         var hasBody = true
         var waitingForWritability = false
+        /// The response has begun (it is logged and counted from then on).
+        var started = false
 
         init(request: HTTPRequest, accepted: AppFastPath.Accepted) { (self.request, self.accepted) = (request, accepted) }
     }
@@ -40,7 +42,17 @@ public final class AppFastPathHandler: ChannelDuplexHandler, RemovableChannelHan
     /// Parts that came while a request was served here, in order.
     private var held = CircularBuffer<HTTPRequestPart>()
     private var readHeld = false
-    private var quiesceHeld = false
+    /// Events and errors that came while a request was served here (a half-close, a parse error, a graceful
+    /// shutdown): Hummingbird would end the connection on them, so they reach it once the response is out.
+    private var eventsHeld: [HeldEvent] = []
+    /// A request answered before its end arrived: its remaining parts are dropped.
+    private var droppingRequest = false
+    private var date = HTTPDate()
+
+    private enum HeldEvent {
+        case event(Any)
+        case error(any Error)
+    }
 
     init(fastPath: AppFastPath, secure: Bool) { (self.fastPath, self.secure) = (fastPath, secure) }
 
@@ -59,6 +71,10 @@ public final class AppFastPathHandler: ChannelDuplexHandler, RemovableChannelHan
             } else {
                 held.append(part)
             }
+            return
+        }
+        if droppingRequest {
+            if case .end = part { droppingRequest = false }
             return
         }
         switch part {
@@ -104,9 +120,10 @@ public final class AppFastPathHandler: ChannelDuplexHandler, RemovableChannelHan
     }
 
     private func answer(_ start: HTTPExchangeHandler.Start, exchange: FastExchangeOnLoop, _ serving: Serving, context: ChannelHandlerContext) {
-        fastPath.observer.started(serving.request)
+        begin(serving)
         serving.exchange = exchange
         var (head, hasBody) = fastPath.browserResponse(start.head, for: serving.accepted)
+        head.headerFields[.date] = date.now()
         serving.hasBody = hasBody
         serving.status = head.status
         // A whole body in hand goes with its length, not chunked.
@@ -168,10 +185,11 @@ public final class AppFastPathHandler: ChannelDuplexHandler, RemovableChannelHan
 
     /// A whole response at once (an error page).
     private func respond(_ response: (head: HTTPResponse, body: ByteBuffer?), _ serving: Serving, context: ChannelHandlerContext) {
-        fastPath.observer.started(serving.request)
+        begin(serving)
         var head = response.head
         serving.status = head.status
         head.headerFields[.contentLength] = String(response.body?.readableBytes ?? 0)
+        head.headerFields[.date] = date.now()
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         if let body = response.body { context.write(wrapOutboundOut(.body(body)), promise: nil) }
         context.write(wrapOutboundOut(.end(nil)), promise: nil)
@@ -189,15 +207,23 @@ public final class AppFastPathHandler: ChannelDuplexHandler, RemovableChannelHan
         releaseHeld(context: context)
     }
 
+    private func begin(_ serving: Serving) {
+        serving.started = true
+        fastPath.observer.started(serving.request)
+    }
+
     /// The response is written. Done before the flush: flushing the end of an HTTP/2 stream closes it at once.
     private func finish(_ serving: Serving, context: ChannelHandlerContext) {
         self.serving = nil
+        droppingRequest = !serving.requestEnded
         report(serving)
         context.flush()
         releaseHeld(context: context)
     }
 
+    /// Counted once its response began: a browser gone before that was answered by nobody.
     private func report(_ serving: Serving) {
+        guard serving.started else { return }
         let elapsed = NIODeadline.now() - serving.began
         fastPath.observer.finished(serving.request, status: serving.status ?? .badGateway, nanoseconds: UInt64(max(0, elapsed.nanoseconds)))
     }
@@ -214,11 +240,19 @@ public final class AppFastPathHandler: ChannelDuplexHandler, RemovableChannelHan
             readHeld = false
             context.read()
         }
-        if serving == nil, quiesceHeld {
-            quiesceHeld = false
-            context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        guard serving == nil, held.isEmpty, !eventsHeld.isEmpty else { return }
+        let events = eventsHeld
+        eventsHeld.removeAll()
+        for event in events {
+            switch event {
+            case .event(let event): context.fireUserInboundEventTriggered(event)
+            case .error(let error): context.fireErrorCaught(error)
+            }
         }
     }
+
+    /// Whether events wait: while a request is served here, or requests wait behind it.
+    private var holdingEvents: Bool { serving != nil || !held.isEmpty }
 
     // MARK: Responses Hummingbird writes, and the connection's end
 
@@ -227,14 +261,14 @@ public final class AppFastPathHandler: ChannelDuplexHandler, RemovableChannelHan
         context.write(data, promise: promise)
     }
 
-    /// A graceful shutdown waits for the response served here: Hummingbird, which would close an idle
-    /// connection at once, hears of it afterwards.
+    /// A graceful shutdown, a half-close or a broken request behind the one served here wait for its response:
+    /// Hummingbird, which ends the connection on them, hears of them afterwards.
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is ChannelShouldQuiesceEvent, serving != nil {
-            quiesceHeld = true
-            return
-        }
-        context.fireUserInboundEventTriggered(event)
+        if holdingEvents { eventsHeld.append(.event(event)) } else { context.fireUserInboundEventTriggered(event) }
+    }
+
+    public func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if holdingEvents { eventsHeld.append(.error(error)) } else { context.fireErrorCaught(error) }
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
@@ -247,6 +281,7 @@ public final class AppFastPathHandler: ChannelDuplexHandler, RemovableChannelHan
     /// The browser went away: the app's half-sent response goes with it.
     private func abandon() {
         held.removeAll()
+        eventsHeld.removeAll()
         guard let serving else { return }
         self.serving = nil
         serving.exchange?.abort()

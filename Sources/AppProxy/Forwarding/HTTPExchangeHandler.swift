@@ -19,6 +19,10 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
     static let bufferLimit = 256 << 10
     /// At most this much goes to the caller at once (small chunks are joined: fewer event loop hops).
     static let coalesceLimit = 64 << 10
+    /// A response whose length is at most this goes to the caller whole, with its head: an app often writes its
+    /// head and its body apart, and the body would otherwise cost the caller another hop to this loop and back.
+    /// The response head's deadline covers the wait.
+    static let wholeBodyLimit = 64 << 10
 
     /// The response head with the body parts that came in the same read: for a small response all of it, so
     /// the caller's first hop to this loop is usually its last.
@@ -44,6 +48,8 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var responseHead: HTTPResponseHead?
     /// The head is in and `start` waits for the end of the read, to take the body that came with it.
     private var startPending = false
+    /// `start` waits for the end of a small body (`wholeBodyLimit`).
+    private var awaitingWholeBody = false
     private var queue = CircularBuffer<ByteBuffer>()
     private(set) var bufferedBytes = 0
     private(set) var peakBufferedBytes = 0
@@ -173,9 +179,12 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // Interim responses (100 Continue, 103 Early Hints) precede the real one; the decoder drops most.
             guard response.status.code >= 200 || response.status == .switchingProtocols else { return }
             responseHead = response
-            deadline?.cancel()
             // After a 101 nothing more is HTTP: the caller takes the stream over now.
-            if response.status == .switchingProtocols { deliverStart() } else { startPending = true }
+            if response.status == .switchingProtocols { return deliverStart() }
+            startPending = true
+            let length = response.headers.first(name: "content-length").flatMap(Int.init)
+            awaitingWholeBody = length.map { $0 > 0 && $0 <= Self.wholeBodyLimit } ?? false
+            if !awaitingWholeBody { deadline?.cancel() }
         case .body(let chunk):
             queue.append(chunk)
             bufferedBytes += chunk.readableBytes
@@ -201,7 +210,7 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        if startPending { deliverStart() }
+        if startPending, !awaitingWholeBody { deliverStart() }
         context.fireChannelReadComplete()
     }
 
@@ -214,7 +223,8 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func deliverStart() {
         guard let responseHead else { return }
-        startPending = false
+        deadline?.cancel()
+        (startPending, awaitingWholeBody) = (false, false)
         var parts: [BodyPart] = []
         while let chunk = takeQueued() { parts.append(.bytes(chunk)) }
         if responseEnded { parts.append(.end(trailers)) }
