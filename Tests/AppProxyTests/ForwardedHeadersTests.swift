@@ -136,6 +136,18 @@ import Tunnel
         #expect(CookieHeader.appCookies(["x_meshgate_session_token=1"]) == "x_meshgate_session_token=1")
     }
 
+    /// The fast path's lookup of one cookie reads it as the gate's full parse does.
+    @Test func firstValueReadsAsTheGateDoes() {
+        let cases: [[String]] = [
+            ["a=1; t=x; t=y"], ["t=; t=z"], ["t", "t=w"], ["tt=1;  t =2 "], ["naïve=1; t=café"], [], ["x=1"], ["t=a=b"], ["T=1"], [";;t\t=\t3;"],
+        ]
+        for headers in cases {
+            let gate = AppGate.Credentials(cookieHeaders: headers, sessionHeader: nil).cookies["t"]
+            #expect(CookieHeader.firstValue(named: "t", in: headers).map(String.init) == gate, "\(headers)")
+        }
+        #expect(CookieHeader.firstValue(named: "t", in: ["t=; t=z"]) == "z" && CookieHeader.firstValue(named: "café", in: ["café=1"]) == "1")
+    }
+
     /// An empty cookie names nothing: it must not hide a later one of the same name from the gate.
     @Test func emptyCookiesAreSkipped() {
         let credentials = AppGate.Credentials(cookieHeaders: ["meshgate_session_token=; =x", "meshgate_session_token=real"], sessionHeader: nil)

@@ -15,34 +15,43 @@ public enum CookieHeader {
 
     /// The non-empty pairs of `header`, in order.
     public static func pairs(_ header: String) -> [Pair] {
-        var pairs: [Pair] = []
-        let bytes = header.utf8
-        var start = bytes.startIndex
-        while start < bytes.endIndex {
-            let end = bytes[start...].firstIndex(of: UInt8(ascii: ";")) ?? bytes.endIndex
-            let text = trimmed(header[start..<end])
-            if !text.isEmpty {
-                if let equals = text.utf8.firstIndex(of: UInt8(ascii: "=")) {
-                    let valueStart = text.utf8.index(after: equals)
-                    pairs.append(Pair(name: trimmed(text[..<equals]), value: trimmed(text[valueStart...]), text: text))
-                } else {
-                    pairs.append(Pair(name: text, value: nil, text: text))
-                }
+        var header = header
+        let spans = header.withUTF8 { bytes in
+            var spans: [Span] = []
+            scan(bytes) { span in
+                spans.append(span)
+                return true
             }
-            start = end < bytes.endIndex ? bytes.index(after: end) : end
+            return spans
         }
-        return pairs
+        return spans.map { span in
+            Pair(name: slice(header, span.name), value: span.value.map { slice(header, $0) }, text: slice(header, span.text))
+        }
     }
 
     /// The first non-empty value of cookie `name` in `headers`: an empty one names nothing, so it must not hide a
-    /// later cookie of the same name (the rule `AppGate.Credentials` reads by).
+    /// later cookie of the same name (the rule `AppGate.Credentials` reads by). Compares bytes: nothing is sliced
+    /// but the value found.
     public static func firstValue(named name: String, in headers: [String]) -> Substring? {
-        for header in headers {
-            for pair in pairs(header) where pair.name == name {
-                if let value = pair.value, !value.isEmpty { return value }
+        var name = name
+        return name.withUTF8 { wanted in
+            for header in headers {
+                var header = header
+                let found = header.withUTF8 { bytes -> Range<Int>? in
+                    var found: Range<Int>?
+                    scan(bytes) { span in
+                        guard let value = span.value, !value.isEmpty, span.name.count == wanted.count,
+                            UnsafeBufferPointer(rebasing: bytes[span.name]).elementsEqual(wanted)
+                        else { return true }
+                        found = value
+                        return false
+                    }
+                    return found
+                }
+                if let found { return slice(header, found) }
             }
+            return nil
         }
-        return nil
     }
 
     /// The app's own cookies in `headers` (each a `Cookie` header's value), joined with "; ", or nil when none is
@@ -69,6 +78,47 @@ public enum CookieHeader {
         while start < end, isBlank(bytes[start]) { start = bytes.index(after: start) }
         while end > start, isBlank(bytes[bytes.index(before: end)]) { end = bytes.index(before: end) }
         return text[start..<end]
+    }
+
+    /// Byte offsets of one pair: all of it, its name and its value (nil without `=`), each trimmed.
+    private struct Span {
+        var text: Range<Int>
+        var name: Range<Int>
+        var value: Range<Int>?
+    }
+
+    /// Calls `visit` with each non-empty pair of `bytes` in order, until it returns false.
+    private static func scan(_ bytes: UnsafeBufferPointer<UInt8>, _ visit: (Span) -> Bool) {
+        var start = 0
+        while start < bytes.count {
+            var end = start
+            while end < bytes.count, bytes[end] != UInt8(ascii: ";") { end += 1 }
+            let text = trimmed(bytes, start..<end)
+            if !text.isEmpty {
+                var equals = text.lowerBound
+                while equals < text.upperBound, bytes[equals] != UInt8(ascii: "=") { equals += 1 }
+                let span =
+                    equals < text.upperBound
+                    ? Span(text: text, name: trimmed(bytes, text.lowerBound..<equals), value: trimmed(bytes, (equals + 1)..<text.upperBound))
+                    : Span(text: text, name: text, value: nil)
+                guard visit(span) else { return }
+            }
+            start = end + 1
+        }
+    }
+
+    /// `range` without leading and trailing spaces and tabs.
+    private static func trimmed(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Range<Int> {
+        var (start, end) = (range.lowerBound, range.upperBound)
+        while start < end, isBlank(bytes[start]) { start += 1 }
+        while end > start, isBlank(bytes[end - 1]) { end -= 1 }
+        return start..<end
+    }
+
+    /// `text`'s bytes at `range` (offsets into its UTF-8, which for a native string is O(1) to index).
+    private static func slice(_ text: String, _ range: Range<Int>) -> Substring {
+        let utf8 = text.utf8
+        return text[utf8.index(utf8.startIndex, offsetBy: range.lowerBound)..<utf8.index(utf8.startIndex, offsetBy: range.upperBound)]
     }
 
     private static func isBlank(_ byte: UInt8) -> Bool { byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
