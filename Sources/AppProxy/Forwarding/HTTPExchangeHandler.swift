@@ -86,12 +86,12 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
         (start, completion) = (eventLoop.makePromise(), eventLoop.makePromise())
     }
 
+    /// Sends the head. A write that fails also ends the stream, which fails the exchange: no promise is needed to
+    /// hear of it (every future costs an allocation, on every request).
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         guard context.channel.isActive else { return fail(ChannelError.ioOnClosedChannel) }
-        let written = context.eventLoop.makePromise(of: Void.self)
-        context.writeAndFlush(wrapOutboundOut(.head(request)), promise: written)
-        written.futureResult.assumeIsolated().whenFailure { self.fail($0) }
+        context.writeAndFlush(wrapOutboundOut(.head(request)), promise: nil)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
@@ -117,14 +117,18 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
         requestEndSent = true
         let written = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: written)
-        return written.futureResult.assumeIsolated().map {
-            self.requestEnded = true
-            self.armDeadline()
-            self.completeIfEnded()
-        }.flatMapErrorThrowing { error in
-            self.fail(error)
-            throw error
-        }.nonisolated()
+        // Registered first, so whoever waits on the result finds the exchange updated.
+        written.futureResult.assumeIsolated().whenComplete { result in
+            switch result {
+            case .success:
+                self.requestEnded = true
+                self.armDeadline()
+                self.completeIfEnded()
+            case .failure(let error):
+                self.fail(error)
+            }
+        }
+        return written.futureResult
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
