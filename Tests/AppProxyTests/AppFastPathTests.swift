@@ -94,6 +94,20 @@ import Tunnel
         }
     }
 
+    /// An app that does not answer in time gets the full path's page, from the fast path: with its length, and the
+    /// connection still good for the next request.
+    @Test func anAppThatNeverAnswersGetsTheTimeoutPage() async throws {
+        try await FastPathGateway.with(responseHeadTimeout: .milliseconds(300)) { gateway in
+            let token = try await gateway.token()
+            let answers = try await gateway.exchange([.get("/hold?seconds=2", cookie: token), .get("/hello", cookie: token)])
+            let page = answers[0]
+            #expect(page.status == 504 && page.body.contains("did not answer within"))
+            #expect(page.headers.contains { $0.name == "content-length" && $0.value == String(page.body.utf8.count) })
+            #expect(page.headers.contains { $0.name == "date" && $0.value.hasSuffix(" GMT") })
+            #expect(answers[1].body == "hello" && gateway.observer.served == 1)
+        }
+    }
+
     /// A client that sends its request and then shuts its side (`nc -N`, some health checkers) still gets the answer:
     /// Hummingbird, which ends the connection on the half-close, hears of it only after the response.
     @Test func aHalfClosedRequestIsStillAnswered() async throws {
@@ -113,6 +127,12 @@ import Tunnel
             #expect(answer.status == 303 && answer.headers.contains { $0.name == "location" && $0.value.hasPrefix("/login?redirect=") })
             #expect(gateway.observer.served == 0)
         }
+    }
+
+    /// RFC 9110's own example of an IMF-fixdate.
+    @Test func datesAreIMFFixdates() {
+        #expect(HTTPDate.format(784_111_777) == "Sun, 06 Nov 1994 08:49:37 GMT")
+        #expect(HTTPDate.format(0) == "Thu, 01 Jan 1970 00:00:00 GMT")
     }
 
     @Test func requestsTheFastPathLeavesAlone() throws {
@@ -200,7 +220,9 @@ struct FastPathGateway {
 
     static let alice = AppRequester(userID: UUID(), username: "alice", isSiteOwner: false)
 
-    static func with(_ body: @escaping @Sendable (FastPathGateway) async throws -> Void) async throws {
+    static func with(
+        responseHeadTimeout: Duration = AgentHTTPExchange.defaultResponseHeadTimeout, _ body: @escaping @Sendable (FastPathGateway) async throws -> Void
+    ) async throws {
         try await ForwardingFixture.with { fixture in
             try await withTestApp(upstreamRouter()) { appPort in
                 let gate = AppGate(
@@ -209,7 +231,7 @@ struct FastPathGateway {
                     now: { Date() }
                 )
                 let observer = CountingObserver()
-                let fastPath = AppFastPath(gate: gate, streams: fixture.streams, observer: observer)
+                let fastPath = AppFastPath(gate: gate, streams: fixture.streams, observer: observer, responseHeadTimeout: responseHeadTimeout)
                 let router = Router(context: ConnectionContext.self)
                 router.add(
                     middleware: AppProxyMiddleware(

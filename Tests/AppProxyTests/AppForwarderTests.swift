@@ -440,6 +440,11 @@ func upstreamRouter(meter: TransferMeter = TransferMeter()) -> Router<Connection
     router.get("/hello") { _, _ in "hello" }
     router.head("/hello") { _, _ in Response(status: .ok, headers: [.contentLength: "5"]) }
     router.get("/empty") { _, _ in Response(status: .noContent) }
+    // Answers only after `seconds` (an app that holds a request past the gateway's patience).
+    router.get("/hold") { request, _ in
+        try await Task.sleep(for: .seconds(request.uri.queryParameters.get("seconds", as: Int.self) ?? 1))
+        return "late"
+    }
     let echo: @Sendable (Request, ConnectionContext) async throws -> Response = { request, _ in
         Response(status: .ok, body: ResponseBody(asyncSequence: request.body))
     }

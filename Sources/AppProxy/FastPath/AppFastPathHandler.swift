@@ -39,17 +39,18 @@ public final class AppFastPathHandler: ChannelDuplexHandler, RemovableChannelHan
     private var owedByHummingbird = 0
     /// The parts of a request passed on are passed on up to its end.
     private var passingRequest = false
-    /// Parts that came while a request was served here, in order.
-    private var held = CircularBuffer<HTTPRequestPart>()
+    /// What came while a request was served here, in order: request parts, and events and errors (a half-close,
+    /// a parse error, a graceful shutdown), on which Hummingbird would end the connection: they reach it once
+    /// the response is out and the requests before them are answered.
+    private var held = CircularBuffer<Held>()
     private var readHeld = false
-    /// Events and errors that came while a request was served here (a half-close, a parse error, a graceful
-    /// shutdown): Hummingbird would end the connection on them, so they reach it once the response is out.
-    private var eventsHeld: [HeldEvent] = []
     /// A request answered before its end arrived: its remaining parts are dropped.
     private var droppingRequest = false
-    private var date = HTTPDate()
+    /// A graceful shutdown began: requests go to Hummingbird, which closes the connection after its answer.
+    private var quiescing = false
 
-    private enum HeldEvent {
+    private enum Held {
+        case part(HTTPRequestPart)
         case event(Any)
         case error(any Error)
     }
@@ -69,7 +70,7 @@ public final class AppFastPathHandler: ChannelDuplexHandler, RemovableChannelHan
             if !serving.requestEnded {
                 if case .end = part { serving.requestEnded = true }
             } else {
-                held.append(part)
+                held.append(.part(part))
             }
             return
         }
@@ -80,7 +81,7 @@ public final class AppFastPathHandler: ChannelDuplexHandler, RemovableChannelHan
         switch part {
         case .head(var request):
             if secure { request.scheme = "https" }
-            if owedByHummingbird == 0, !passingRequest,
+            if owedByHummingbird == 0, !passingRequest, !quiescing,
                 let accepted = fastPath.accept(request, clientAddress: context.channel.remoteAddress?.ipAddress ?? "")
             {
                 return serve(Serving(request: request, accepted: accepted), context: context)
@@ -123,7 +124,7 @@ public final class AppFastPathHandler: ChannelDuplexHandler, RemovableChannelHan
         begin(serving)
         serving.exchange = exchange
         var (head, hasBody) = fastPath.browserResponse(start.head, for: serving.accepted)
-        head.headerFields[.date] = date.now()
+        head.headerFields[.date] = HTTPDate.now()
         serving.hasBody = hasBody
         serving.status = head.status
         // A whole body in hand goes with its length, not chunked.
@@ -189,7 +190,7 @@ public final class AppFastPathHandler: ChannelDuplexHandler, RemovableChannelHan
         var head = response.head
         serving.status = head.status
         head.headerFields[.contentLength] = String(response.body?.readableBytes ?? 0)
-        head.headerFields[.date] = date.now()
+        head.headerFields[.date] = HTTPDate.now()
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         if let body = response.body { context.write(wrapOutboundOut(.body(body)), promise: nil) }
         context.write(wrapOutboundOut(.end(nil)), promise: nil)
@@ -228,11 +229,25 @@ public final class AppFastPathHandler: ChannelDuplexHandler, RemovableChannelHan
         fastPath.observer.finished(serving.request, status: serving.status ?? .badGateway, nanoseconds: UInt64(max(0, elapsed.nanoseconds)))
     }
 
-    /// Takes up what waited, until a request is served here again (whose own parts up to its end are taken too).
+    /// Takes up what waited, in order, until a request is served here again (its own parts up to its end are taken
+    /// too); an event waits for the response before it.
     private func releaseHeld(context: ChannelHandlerContext) {
         var released = false
-        while serving?.requestEnded != true, let part = held.popFirst() {
-            receive(part, context: context)
+        releasing: while let next = held.first {
+            switch next {
+            case .part(let part):
+                guard serving?.requestEnded != true else { break releasing }
+                held.removeFirst()
+                receive(part, context: context)
+            case .event(let event):
+                guard serving == nil else { break releasing }
+                held.removeFirst()
+                context.fireUserInboundEventTriggered(event)
+            case .error(let error):
+                guard serving == nil else { break releasing }
+                held.removeFirst()
+                context.fireErrorCaught(error)
+            }
             released = true
         }
         if released { context.fireChannelReadComplete() }
@@ -240,18 +255,9 @@ public final class AppFastPathHandler: ChannelDuplexHandler, RemovableChannelHan
             readHeld = false
             context.read()
         }
-        guard serving == nil, held.isEmpty, !eventsHeld.isEmpty else { return }
-        let events = eventsHeld
-        eventsHeld.removeAll()
-        for event in events {
-            switch event {
-            case .event(let event): context.fireUserInboundEventTriggered(event)
-            case .error(let error): context.fireErrorCaught(error)
-            }
-        }
     }
 
-    /// Whether events wait: while a request is served here, or requests wait behind it.
+    /// Whether events wait: while a request is served here, or anything waits behind it.
     private var holdingEvents: Bool { serving != nil || !held.isEmpty }
 
     // MARK: Responses Hummingbird writes, and the connection's end
@@ -264,11 +270,12 @@ public final class AppFastPathHandler: ChannelDuplexHandler, RemovableChannelHan
     /// A graceful shutdown, a half-close or a broken request behind the one served here wait for its response:
     /// Hummingbird, which ends the connection on them, hears of them afterwards.
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if holdingEvents { eventsHeld.append(.event(event)) } else { context.fireUserInboundEventTriggered(event) }
+        if event is ChannelShouldQuiesceEvent { quiescing = true }
+        if holdingEvents { held.append(.event(event)) } else { context.fireUserInboundEventTriggered(event) }
     }
 
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if holdingEvents { eventsHeld.append(.error(error)) } else { context.fireErrorCaught(error) }
+        if holdingEvents { held.append(.error(error)) } else { context.fireErrorCaught(error) }
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
@@ -281,7 +288,6 @@ public final class AppFastPathHandler: ChannelDuplexHandler, RemovableChannelHan
     /// The browser went away: the app's half-sent response goes with it.
     private func abandon() {
         held.removeAll()
-        eventsHeld.removeAll()
         guard let serving else { return }
         self.serving = nil
         serving.exchange?.abort()

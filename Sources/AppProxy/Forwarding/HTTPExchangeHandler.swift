@@ -21,8 +21,9 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
     static let coalesceLimit = 64 << 10
     /// A response whose length is at most this goes to the caller whole, with its head: an app often writes its
     /// head and its body apart, and the body would otherwise cost the caller another hop to this loop and back.
-    /// The response head's deadline covers the wait.
     static let wholeBodyLimit = 64 << 10
+    /// How long the head waits for such a body; then it goes alone (a slow body is the app's business).
+    static let wholeBodyPatience = TimeAmount.milliseconds(20)
 
     /// The response head with the body parts that came in the same read: for a small response all of it, so
     /// the caller's first hop to this loop is usually its last.
@@ -188,7 +189,10 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
             startPending = true
             let length = response.headers.first(name: "content-length").flatMap(Int.init)
             awaitingWholeBody = length.map { $0 > 0 && $0 <= Self.wholeBodyLimit } ?? false
-            if !awaitingWholeBody { deadline?.cancel() }
+            deadline?.cancel()
+            if awaitingWholeBody {
+                deadline = context.eventLoop.assumeIsolated().scheduleTask(in: Self.wholeBodyPatience) { self.deliverStart() }
+            }
         case .body(let chunk):
             queue.append(chunk)
             bufferedBytes += chunk.readableBytes

@@ -18,10 +18,7 @@ public enum CookieHeader {
         var header = header
         let spans = header.withUTF8 { bytes in
             var spans: [Span] = []
-            scan(bytes) { span in
-                spans.append(span)
-                return true
-            }
+            scan(bytes) { spans.append($0) }
             return spans
         }
         return spans.map { span in
@@ -30,28 +27,14 @@ public enum CookieHeader {
     }
 
     /// The first non-empty value of cookie `name` in `headers`: an empty one names nothing, so it must not hide a
-    /// later cookie of the same name (the rule `AppGate.Credentials` reads by). Compares bytes: nothing is sliced
-    /// but the value found.
+    /// later cookie of the same name (the rule `AppGate.Credentials` reads by, names compared as Strings).
     public static func firstValue(named name: String, in headers: [String]) -> Substring? {
-        var name = name
-        return name.withUTF8 { wanted in
-            for header in headers {
-                var header = header
-                let found = header.withUTF8 { bytes -> Range<Int>? in
-                    var found: Range<Int>?
-                    scan(bytes) { span in
-                        guard let value = span.value, !value.isEmpty, span.name.count == wanted.count,
-                            UnsafeBufferPointer(rebasing: bytes[span.name]).elementsEqual(wanted)
-                        else { return true }
-                        found = value
-                        return false
-                    }
-                    return found
-                }
-                if let found { return slice(header, found) }
+        for header in headers {
+            for pair in pairs(header) where pair.name == name {
+                if let value = pair.value, !value.isEmpty { return value }
             }
-            return nil
         }
+        return nil
     }
 
     /// The app's own cookies in `headers` (each a `Cookie` header's value), joined with "; ", or nil when none is
@@ -87,8 +70,8 @@ public enum CookieHeader {
         var value: Range<Int>?
     }
 
-    /// Calls `visit` with each non-empty pair of `bytes` in order, until it returns false.
-    private static func scan(_ bytes: UnsafeBufferPointer<UInt8>, _ visit: (Span) -> Bool) {
+    /// Calls `visit` with each non-empty pair of `bytes`, in order.
+    private static func scan(_ bytes: UnsafeBufferPointer<UInt8>, _ visit: (Span) -> Void) {
         var start = 0
         while start < bytes.count {
             var end = start
@@ -101,7 +84,7 @@ public enum CookieHeader {
                     equals < text.upperBound
                     ? Span(text: text, name: trimmed(bytes, text.lowerBound..<equals), value: trimmed(bytes, (equals + 1)..<text.upperBound))
                     : Span(text: text, name: text, value: nil)
-                guard visit(span) else { return }
+                visit(span)
             }
             start = end + 1
         }

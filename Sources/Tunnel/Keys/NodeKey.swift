@@ -11,6 +11,10 @@ public struct NodePublicKey: Hashable, Sendable, CustomStringConvertible {
         self.bytes = bytes
     }
 
+    /// The 32 bytes in one call: a key is looked up for every packet, and `[UInt8]`'s own hashing feeds the hasher
+    /// a byte at a time.
+    public func hash(into hasher: inout Hasher) { bytes.withUnsafeBytes { hasher.combine(bytes: $0) } }
+
     public init?(text: String) {
         guard text.hasPrefix(Self.textPrefix), let bytes = Hex.decode(text.dropFirst(Self.textPrefix.count)) else { return nil }
         self.init(bytes: bytes)
