@@ -8,8 +8,9 @@ import Tunnel
 ///
 /// Most requests to an app are a browser fetching pages and assets with a token it got a minute ago. For those,
 /// Hummingbird's task, router and middleware, and the hops between its task and the event loops, cost more CPU
-/// than the forwarding itself. A request the fast path takes needs nothing that could wait: a GET without a body, a signed token this gateway verified before (`AppGate.admitFromVerifiedToken`), and an idle stream to
-/// the app. Everything else, and anything that fails before the app answers on a stale stream, goes the full way
+/// than the forwarding itself. A request the fast path takes needs nothing that could wait: a GET without a body,
+/// a signed token this gateway verified or signed before (`AppGate.admitFromVerifiedToken`), and an idle stream
+/// to the app. Everything else, and anything that meets a stale stream before the app answers, goes the full way
 /// (`AppProxyMiddleware`), which decides exactly as it would have.
 public struct AppFastPath: Sendable {
     let gate: AppGate
@@ -34,7 +35,6 @@ public struct AppFastPath: Sendable {
         let app: ResolvedApp
         let upstream: HTTPRequestHead
         let lease: AgentStreamLease
-        let method: HTTPRequest.Method
         /// For the error page's format and the CORS decision.
         let wantsJSON: Bool
         let origin: String?
@@ -56,7 +56,7 @@ public struct AppFastPath: Sendable {
         let origin = ForwardingOrigin(clientAddress: clientAddress, scheme: scheme, host: request.authority ?? "")
         return Accepted(
             app: resolved, upstream: AppForwarder.upstreamHead(request, app: resolved, path: upstreamPath, origin: origin), lease: lease,
-            method: request.method, wantsJSON: AppErrorPage.prefersJSON(accept: request.headerFields[.accept]),
+            wantsJSON: AppErrorPage.prefersJSON(accept: request.headerFields[.accept]),
             origin: request.headerFields[.origin], scheme: scheme
         )
     }
@@ -72,7 +72,8 @@ public struct AppFastPath: Sendable {
 
     /// The response head for the browser, CORS decided as the full path does.
     func browserResponse(_ head: HTTPResponseHead, for accepted: Accepted) -> (head: HTTPResponse, hasBody: Bool) {
-        var (response, hasBody) = AppForwarder.browserResponse(head, method: accepted.method)
+        // Only GETs come this way.
+        var (response, hasBody) = AppForwarder.browserResponse(head, method: .get)
         let app = accepted.app
         if app.request.accessMethod == .subdomain, app.cors == .simple, let hostname = gate.configuration.hostname {
             AppCORS.apply(to: &response.headerFields, origin: accepted.origin, user: app.request.user, hostname: hostname, scheme: accepted.scheme)

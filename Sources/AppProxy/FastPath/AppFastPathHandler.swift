@@ -115,7 +115,8 @@ public final class AppFastPathHandler: ChannelDuplexHandler, RemovableChannelHan
             switch result {
             case .success(.answered(let exchange, let start)): self.answer(start, exchange: exchange, serving, context: context)
             case .success(.handOver): self.handOver(serving, context: context)
-            case .success(.failed(let error)), .failure(let error): self.respond(self.fastPath.errorResponse(error, for: serving.accepted), serving, context: context)
+            case .success(.failed(let error)), .failure(let error):
+                self.respond(self.fastPath.errorResponse(error, for: serving.accepted), serving, context: context)
             }
         }
     }
