@@ -118,6 +118,27 @@ import Tunnel
         }
     }
 
+    /// A graceful shutdown while a request is served here: the answer still goes out, and then the connection ends
+    /// (Hummingbird, idle on this connection, would have closed it at once).
+    @Test func aGracefulShutdownWaitsForTheResponseServed() async throws {
+        try await FastPathGateway.with { gateway in
+            let token = try await gateway.token()
+            try await gateway.withConnection { inbound, outbound in
+                var reader = ResponseReader(inbound: inbound.makeAsyncIterator())
+                try await outbound.write(ByteBuffer(string: RawRequest.get("/hold?seconds=1", cookie: token).text))
+                // Taken by the fast path once it leased the idle stream the token's request left.
+                let deadline = ContinuousClock.now + .seconds(10)
+                while gateway.fixture.streams.lastLeased == nil, ContinuousClock.now < deadline { await Task.yield() }
+                #expect(gateway.fixture.streams.lastLeased != nil)
+                await gateway.shutdown.trigger()
+                let answer = try await reader.next()
+                #expect(answer.status == 200 && answer.body == "late")
+                await #expect(throws: ResponseReader.Closed.self) { try await reader.next() }
+            }
+            #expect(gateway.observer.served == 1)
+        }
+    }
+
     /// A token is for its one app: presented to another app of the same user, it opens nothing on either path.
     @Test func aTokenOpensOnlyItsOwnApp() async throws {
         try await FastPathGateway.with { gateway in
@@ -184,6 +205,8 @@ struct FastPathGateway {
     let fixture: ForwardingFixture
     let port: Int
     let observer: CountingObserver
+    /// Begins the gateway server's graceful shutdown.
+    let shutdown: ShutdownSwitch
 
     final class CountingObserver: AppFastPathObserver {
         private let finished = Atomic(0)
@@ -239,8 +262,9 @@ struct FastPathGateway {
                     )
                 )
                 let server = HTTPServerBuilder.http1(configuration: .init(additionalChannelHandlers: [fastPath.handler(secure: false)]))
-                try await withTestApp(router, server: server) { port in
-                    try await body(FastPathGateway(fixture: fixture, port: port, observer: observer))
+                let shutdown = ShutdownSwitch()
+                try await withTestApp(router, server: server, shutdown: shutdown) { port in
+                    try await body(FastPathGateway(fixture: fixture, port: port, observer: observer, shutdown: shutdown))
                 }
             }
         }
@@ -285,7 +309,7 @@ struct FastPathGateway {
         }
     }
 
-    private func withConnection<T: Sendable>(
+    func withConnection<T: Sendable>(
         _ body: (NIOAsyncChannelInboundStream<ByteBuffer>, NIOAsyncChannelOutboundWriter<ByteBuffer>) async throws -> T
     ) async throws -> T {
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port) { channel in

@@ -205,10 +205,20 @@ struct ConnectionContext: RequestContext {
     }
 }
 
+/// Starts a test app's graceful shutdown from inside its body.
+final class ShutdownSwitch: Sendable {
+    private let services = Mutex<ServiceGroup?>(nil)
+
+    fileprivate func attach(_ group: ServiceGroup) { services.withLock { $0 = group } }
+
+    func trigger() async { await services.withLock { $0 }?.triggerGracefulShutdown() }
+}
+
 /// Runs a Hummingbird app on 127.0.0.1 (an ephemeral port, TLS if given) for `body`.
-/// `server` replaces the default HTTP/1.1 (or TLS) server.
+/// `server` replaces the default HTTP/1.1 (or TLS) server; `shutdown` lets the body begin a graceful shutdown.
 func withTestApp<T: Sendable>(
-    _ router: Router<ConnectionContext>, tls: TLSConfiguration? = nil, server: HTTPServerBuilder? = nil, _ body: @Sendable (Int) async throws -> T
+    _ router: Router<ConnectionContext>, tls: TLSConfiguration? = nil, server: HTTPServerBuilder? = nil, shutdown: ShutdownSwitch? = nil,
+    _ body: @Sendable (Int) async throws -> T
 ) async throws -> T {
     let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
     var logger = Logger(label: "test-app")
@@ -220,6 +230,7 @@ func withTestApp<T: Sendable>(
     )
     // Stopped gracefully: cancelling it would log its connections' shutdown as errors.
     let services = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: logger))
+    shutdown?.attach(services)
     return try await withThrowingTaskGroup(of: T?.self) { group in
         group.addTask {
             try await services.run()
