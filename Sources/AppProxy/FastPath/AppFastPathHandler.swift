@@ -128,12 +128,11 @@ public final class AppFastPathHandler: ChannelDuplexHandler, RemovableChannelHan
         head.headerFields[.date] = HTTPDate.now()
         serving.hasBody = hasBody
         serving.status = head.status
-        // A whole body in hand goes with its length, not chunked.
-        if hasBody, head.headerFields[.contentLength] == nil, case .end(nil)? = start.parts.last {
-            let length = start.parts.reduce(0) { total, part in
-                if case .bytes(let chunk) = part { total + chunk.readableBytes } else { total }
-            }
-            head.headerFields[.contentLength] = String(length)
+        // A whole body in hand goes as one write with its length, not chunked (as on the full path).
+        if hasBody, let body = AgentHTTPExchange.wholeBody(start.parts) {
+            if head.headerFields[.contentLength] == nil { head.headerFields[.contentLength] = String(body.readableBytes) }
+            context.write(wrapOutboundOut(.head(head)), promise: nil)
+            return deliver(body.readableBytes > 0 ? [.bytes(body), .end(nil)] : [.end(nil)], serving, context: context)
         }
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         deliver(start.parts, serving, context: context)

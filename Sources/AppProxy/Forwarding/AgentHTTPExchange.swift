@@ -174,14 +174,20 @@ public final class AgentHTTPExchange: Sendable {
     /// otherwise. A body in hand goes to the browser in one write rather than part by part.
     public func takeCompleteBody() -> ByteBuffer? {
         prefetched.withLock { parts in
-            guard case .end(nil)? = parts.last else { return nil }
-            var body = ByteBuffer()
-            for case .bytes(var chunk) in parts {
-                if parts.count == 2 { body = chunk } else { body.writeBuffer(&chunk) }
-            }
+            guard let body = Self.wholeBody(parts) else { return nil }
             parts.removeAll()
             return body
         }
+    }
+
+    /// `parts` joined, if they are a whole body (they end, without trailers); nil otherwise.
+    static func wholeBody(_ parts: some Collection<BodyPart>) -> ByteBuffer? {
+        guard case .end(nil)? = parts.reversed().first else { return nil }
+        var body = ByteBuffer()
+        for case .bytes(var chunk) in parts {
+            if parts.count == 2 { body = chunk } else { body.writeBuffer(&chunk) }
+        }
+        return body
     }
 
     /// After the body's end: waits for the request body to be sent. Returns whether the stream went back to its
