@@ -111,33 +111,41 @@ struct FastExchangeOnLoop: @unchecked Sendable {
         case failed(any Error)
     }
 
-    /// Claims the lease and sends the (bodiless) request; the future completes on the stream's loop.
-    static func begin(_ accepted: AppFastPath.Accepted, streams: any AgentStreamSource, responseHeadTimeout: Duration) -> EventLoopFuture<Start> {
+    /// Claims the lease and sends the (bodiless) request; `started` is called once, on the stream's loop. Callbacks,
+    /// not futures: this runs for every request, and each future costs allocations.
+    static func begin(
+        _ accepted: AppFastPath.Accepted, streams: any AgentStreamSource, responseHeadTimeout: Duration,
+        started: @escaping @Sendable (Start) -> Void
+    ) {
         let lease = accepted.lease
         let loop = lease.channel.eventLoop
-        let install = { @Sendable () -> EventLoopFuture<Start> in
+        let install = { @Sendable () in
             let installed: (exchange: HTTPExchangeHandler, sniffer: FirstByteSniffer?)?
             do {
                 installed = try HTTPExchangeHandler.install(
                     accepted.upstream, on: lease, returningTo: streams, responseHeadTimeout: responseHeadTimeout, bodyless: true
                 )
             } catch {
-                // The stream was gone before anything went out on it.
-                lease.channel.close(promise: nil)
-                return loop.makeSucceededFuture(.handOver)
+                installed = nil
             }
             guard let exchange = installed?.exchange else {
+                // The stream was gone before anything went out on it.
                 lease.channel.close(promise: nil)
-                return loop.makeSucceededFuture(.handOver)
+                return started(.handOver)
             }
             let onLoop = FastExchangeOnLoop(exchange: exchange, channel: lease.channel)
-            return exchange.start.futureResult.map { .answered(onLoop, $0) }.recover { error in
-                lease.channel.close(promise: nil)
-                return onLoop.exchange.closedBeforeAnswering ? .handOver : .failed(error)
+            exchange.onStart { result in
+                switch result {
+                case .success(let start):
+                    started(.answered(onLoop, start))
+                case .failure(let error):
+                    lease.channel.close(promise: nil)
+                    started(exchange.closedBeforeAnswering ? .handOver : .failed(error))
+                }
             }
         }
         // No hop when the browser's connection and the stream share a loop.
-        return loop.inEventLoop ? install() : loop.flatSubmit(install)
+        if loop.inEventLoop { install() } else { loop.execute(install) }
     }
 
     /// The next body part, on the stream's loop.

@@ -106,18 +106,26 @@ public final class AppFastPathHandler: ChannelDuplexHandler, RemovableChannelHan
 
     private func serve(_ serving: Serving, context: ChannelHandlerContext) {
         self.serving = serving
-        let begun = FastExchangeOnLoop.begin(serving.accepted, streams: fastPath.streams, responseHeadTimeout: fastPath.responseHeadTimeout)
-        begun.hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
-            guard self.serving === serving else {
-                if case .success(.answered(let exchange, _)) = result { exchange.abort() }
-                return
+        let loop = context.eventLoop
+        let here = NIOLoopBound((handler: self, serving: serving, context: context), eventLoop: loop)
+        FastExchangeOnLoop.begin(serving.accepted, streams: fastPath.streams, responseHeadTimeout: fastPath.responseHeadTimeout) { start in
+            if loop.inEventLoop {
+                here.value.handler.started(start, here.value.serving, context: here.value.context)
+            } else {
+                loop.execute { here.value.handler.started(start, here.value.serving, context: here.value.context) }
             }
-            switch result {
-            case .success(.answered(let exchange, let start)): self.answer(start, exchange: exchange, serving, context: context)
-            case .success(.handOver): self.handOver(serving, context: context)
-            case .success(.failed(let error)), .failure(let error):
-                self.respond(self.fastPath.errorResponse(error, for: serving.accepted), serving, context: context)
-            }
+        }
+    }
+
+    private func started(_ start: FastExchangeOnLoop.Start, _ serving: Serving, context: ChannelHandlerContext) {
+        guard self.serving === serving else {
+            if case .answered(let exchange, _) = start { exchange.abort() }
+            return
+        }
+        switch start {
+        case .answered(let exchange, let start): answer(start, exchange: exchange, serving, context: context)
+        case .handOver: handOver(serving, context: context)
+        case .failed(let error): respond(fastPath.errorResponse(error, for: serving.accepted), serving, context: context)
         }
     }
 

@@ -105,7 +105,7 @@ public final class AgentHTTPExchange: Sendable {
                     )
                 else { return nil }
                 (snifferBox.value, handler.value) = (sniffer, exchange)
-                return exchange.start.futureResult
+                return exchange.startFuture()
             }
             let started: EventLoopFuture<HTTPExchangeHandler.Start>?
             do {
@@ -200,7 +200,7 @@ public final class AgentHTTPExchange: Sendable {
         // cannot be reused, and the rest of the body is not worth waiting for.
         if (try? await loop.submit { handler.value!.requestEndSent }.get()) != true { abort() }
         await upload?.value
-        return (try? await loop.flatSubmit { handler.value!.completion.futureResult }.get()) ?? false
+        return (try? await loop.flatSubmit { handler.value!.completionFuture() }.get()) ?? false
     }
 
     /// Ends the exchange early: the stream is closed (an app mid-response cannot be interrupted otherwise), unless

@@ -33,15 +33,22 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private let request: HTTPRequestHead
+    /// The request has no body: its end goes out with the head, in one flush.
+    private let bodyless: Bool
     /// A WebSocket handshake: a 101 is the answer hoped for, not a broken app.
     private let acceptsUpgrade: Bool
     /// How long the app may take to start answering once the request is sent; nil: no limit.
     private let responseHeadTimeout: Duration?
-    let start: EventLoopPromise<Start>
+    let eventLoop: any EventLoop
+    /// How the response started, once it did (or failed before); and who waits for it. A callback, not a
+    /// promise: the fast path takes it with no future at all (each costs allocations, on every request).
+    private var started: Result<Start, any Error>?
+    private var startWaiter: ((Result<Start, any Error>) -> Void)?
     /// Whether the stream may carry another exchange; decided once both sides ended, or false on a failure.
-    let completion: EventLoopPromise<Bool>
-    /// The same decision, readable off the loop without a hop.
-    let outcome: HTTPExchangeOutcome
+    private var reusable: Bool?
+    private var completionWaiter: EventLoopPromise<Bool>?
+    /// The same decision, readable off the loop without a hop (for the full path, which asks from its task).
+    let outcome: HTTPExchangeOutcome?
     /// Takes the stream back when the exchange completed with keep-alive on both sides (on this loop).
     var checkin: (() -> Void)?
     private var context: ChannelHandlerContext?
@@ -80,19 +87,63 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     init(
-        request: HTTPRequestHead, acceptsUpgrade: Bool = false, responseHeadTimeout: Duration? = nil, outcome: HTTPExchangeOutcome = HTTPExchangeOutcome(),
-        eventLoop: any EventLoop
+        request: HTTPRequestHead, bodyless: Bool, acceptsUpgrade: Bool = false, responseHeadTimeout: Duration? = nil,
+        outcome: HTTPExchangeOutcome? = nil, eventLoop: any EventLoop
     ) {
-        (self.request, self.acceptsUpgrade, self.responseHeadTimeout, self.outcome) = (request, acceptsUpgrade, responseHeadTimeout, outcome)
-        (start, completion) = (eventLoop.makePromise(), eventLoop.makePromise())
+        (self.request, self.bodyless, self.acceptsUpgrade, self.responseHeadTimeout) = (request, bodyless, acceptsUpgrade, responseHeadTimeout)
+        (self.outcome, self.eventLoop) = (outcome, eventLoop)
     }
 
-    /// Sends the head. A write that fails also ends the stream, which fails the exchange: no promise is needed to
-    /// hear of it (every future costs an allocation, on every request).
+    /// Sends the head, and for a request without a body its end. A write that fails also ends the stream, which
+    /// fails the exchange: no promise is needed to hear of it.
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         guard context.channel.isActive else { return fail(ChannelError.ioOnClosedChannel) }
-        context.writeAndFlush(wrapOutboundOut(.head(request)), promise: nil)
+        context.write(wrapOutboundOut(.head(request)), promise: nil)
+        if bodyless {
+            context.write(wrapOutboundOut(.end(nil)), promise: nil)
+            (requestEndSent, requestEnded) = (true, true)
+        }
+        context.flush()
+        if bodyless { armDeadline() }
+    }
+
+    /// Calls `waiter` on this loop with how the response started: at once if it has.
+    func onStart(_ waiter: @escaping (Result<Start, any Error>) -> Void) {
+        precondition(startWaiter == nil, "one start waiter")
+        if let started { waiter(started) } else { startWaiter = waiter }
+    }
+
+    /// The start as a future, for the full path's task.
+    func startFuture() -> EventLoopFuture<Start> {
+        let promise = eventLoop.makePromise(of: Start.self)
+        onStart { promise.completeWith($0) }
+        return promise.futureResult
+    }
+
+    /// Whether the stream may carry another exchange, once decided.
+    func completionFuture() -> EventLoopFuture<Bool> {
+        if let reusable { return eventLoop.makeSucceededFuture(reusable) }
+        let promise = completionWaiter ?? eventLoop.makePromise(of: Bool.self)
+        completionWaiter = promise
+        return promise.futureResult
+    }
+
+    private func deliverStartResult(_ result: Result<Start, any Error>) {
+        guard started == nil else { return }
+        started = result
+        if let waiter = startWaiter {
+            startWaiter = nil
+            waiter(result)
+        }
+    }
+
+    private func decide(_ reusable: Bool) {
+        guard self.reusable == nil else { return }
+        self.reusable = reusable
+        outcome?.decide(reusable)
+        completionWaiter?.succeed(reusable)
+        completionWaiter = nil
     }
 
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
@@ -152,7 +203,7 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// The next body bytes (up to `coalesceLimit`, joined from what is queued), or the end with its trailers.
     func nextBodyPart() -> EventLoopFuture<BodyPart> {
-        let loop = completion.futureResult.eventLoop
+        let loop = eventLoop
         if let chunk = takeQueued() { return loop.makeSucceededFuture(.bytes(chunk)) }
         if responseEnded { return loop.makeSucceededFuture(.end(trailers)) }
         if let failure { return loop.makeFailedFuture(failure) }
@@ -236,7 +287,7 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var parts: [BodyPart] = []
         while let chunk = takeQueued() { parts.append(.bytes(chunk)) }
         if responseEnded { parts.append(.end(trailers)) }
-        start.succeed(Start(head: responseHead, parts: parts))
+        deliverStartResult(.success(Start(head: responseHead, parts: parts)))
     }
 
     /// Reads wait while the caller has `bufferLimit` bytes to take: the stream's receive window then closes
@@ -284,10 +335,9 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         let channel = context.channel
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
-        outcome.decide(reusable)
+        decide(reusable)
         if reusable, let checkin { checkin() } else if !upgraded { channel.close(promise: nil) }
         checkin = nil
-        completion.succeed(reusable)
     }
 
     /// After the exchange completed nothing can fail it: the stream is someone else's business by then.
@@ -297,9 +347,9 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
         done = true
         deadline?.cancel()
         checkin = nil
-        outcome.decide(false)
+        decide(false)
         // A head already in goes out with what came after it; the failure then ends the body.
-        if startPending { deliverStart() } else if responseHead == nil { start.fail(error) }
+        if startPending { deliverStart() } else if responseHead == nil { deliverStartResult(.failure(error)) }
         if !responseEnded, let waiter = bodyWaiter {
             // Bytes that came in this turn go first; the reader meets the failure on its next read.
             bodyWaiter = nil
@@ -309,11 +359,10 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
             writableWaiter = nil
             waiter.fail(error)
         }
-        completion.succeed(false)
     }
 
     private func failedFuture(_ fallback: any Error) -> EventLoopFuture<Void> {
-        completion.futureResult.eventLoop.makeFailedFuture(failure ?? fallback)
+        eventLoop.makeFailedFuture(failure ?? fallback)
     }
 }
 
@@ -323,7 +372,7 @@ extension HTTPExchangeHandler {
     /// `streams` when the exchange completes with keep-alive. nil: the idle stream ended while nobody held it.
     static func install(
         _ request: HTTPRequestHead, on lease: AgentStreamLease, returningTo streams: any AgentStreamSource, acceptsUpgrade: Bool = false,
-        responseHeadTimeout: Duration?, outcome: HTTPExchangeOutcome = HTTPExchangeOutcome(), bodyless: Bool
+        responseHeadTimeout: Duration?, outcome: HTTPExchangeOutcome? = nil, bodyless: Bool
     ) throws -> (exchange: HTTPExchangeHandler, sniffer: FirstByteSniffer?)? {
         guard lease.claim?() ?? true else { return nil }
         let pipeline = lease.channel.pipeline.syncOperations
@@ -335,7 +384,7 @@ extension HTTPExchangeHandler {
             try pipeline.addHandler(sniffer!, position: .first)
         }
         let exchange = HTTPExchangeHandler(
-            request: request, acceptsUpgrade: acceptsUpgrade, responseHeadTimeout: responseHeadTimeout, outcome: outcome,
+            request: request, bodyless: bodyless, acceptsUpgrade: acceptsUpgrade, responseHeadTimeout: responseHeadTimeout, outcome: outcome,
             eventLoop: lease.channel.eventLoop
         )
         exchange.checkin = { streams.checkinOnLoop(lease) }
@@ -346,7 +395,6 @@ extension HTTPExchangeHandler {
             exchange.fail(error)
             throw error
         }
-        if bodyless { _ = exchange.endRequest() }
         return (exchange, sniffer)
     }
 }
