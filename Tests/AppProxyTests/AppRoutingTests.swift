@@ -59,3 +59,25 @@ import Testing
         }
     }
 }
+
+@Suite struct AppPathEdgeTests {
+    /// The parser works on byte offsets: these pin what the split-based one it replaced decided.
+    @Test func edges() {
+        #expect(AppPath.match("/@alice/dev/apps/code?") == .redirect(location: "/@alice/dev/apps/code/?"))
+        #expect(AppPath.match("/%40alice/dev/apps/code") == .redirect(location: "/%40alice/dev/apps/code/"))
+        #expect(AppPath.match("/@alice/dev/APPS/code/") == .notAnApp)
+        #expect(AppPath.match("/@alice/dev/apps") == .notAnApp)
+        #expect(AppPath.match("/@alice/dev/apps?x=/a/b/c/d") == .notAnApp)
+        #expect(AppPath.match("/@ME/dev/apps/code/") == .invalid("@me is not supported in app URLs; use the user name"))
+        #expect(AppPath.match("/@/dev/apps/code/") == .invalid("not a valid app URL"))
+        #expect(AppPath.match("/@alice/dev.main.x/apps/code/") == .invalid("not a valid app URL"))
+        #expect(AppPath.match("/@alice/dev/apps/code/a/b?c=/d?e") == .app(
+            AppRequest(accessMethod: .path, user: "alice", workspace: "dev", agent: nil, target: .app(slug: "code"), basePath: "/@alice/dev/apps/code/"),
+            upstreamPath: "/a/b?c=/d?e"
+        ))
+        #expect(AppPath.match("/@Alice/Dev.Main/apps/CODE//x") == .app(
+            AppRequest(accessMethod: .path, user: "Alice", workspace: "Dev", agent: "Main", target: .app(slug: "code"), basePath: "/@Alice/Dev.Main/apps/CODE/"),
+            upstreamPath: "//x"
+        ))
+    }
+}

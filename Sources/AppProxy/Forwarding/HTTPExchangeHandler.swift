@@ -8,7 +8,7 @@ import Tunnel
 /// accepted only while the stream is writable, and reading stops while `bufferLimit` bytes of response wait.
 /// Once the response has ended and the request was sent it removes itself, so the stream is clean for the
 /// next exchange. Everything here runs on the stream's event loop; `AgentHTTPExchange` is the async face.
-final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
+final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler, NIOScheduledCallbackHandler {
     typealias InboundIn = HTTPClientResponsePart
     typealias OutboundIn = HTTPClientRequestPart
     typealias OutboundOut = HTTPClientRequestPart
@@ -66,7 +66,14 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var bodyWaiter: EventLoopPromise<BodyPart>?
     private var deliveryScheduled = false
     private var readHeld = false
-    private var deadline: Scheduled<Void>?
+    /// The one timer running: the app's time to start answering, or the wait for a small body. A scheduled
+    /// callback to this handler: unlike `scheduleTask`, no promise and no closure on every request.
+    private var timer: (scheduled: NIOScheduledCallback, purpose: TimerPurpose)?
+
+    private enum TimerPurpose {
+        case responseHead(limit: Duration)
+        case wholeBody
+    }
 
     private var requestEnded = false
     /// The caller ended the request (the end may still be on its way).
@@ -193,9 +200,30 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func armDeadline() {
         guard let limit = responseHeadTimeout, responseHead == nil, !done, let context else { return }
-        deadline = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(limit)) {
-            self.fail(AppUpstreamError.noResponse(within: limit))
-            self.context?.close(promise: nil)
+        startTimer(.responseHead(limit: limit), in: TimeAmount(limit), on: context.eventLoop)
+    }
+
+    private func startTimer(_ purpose: TimerPurpose, in delay: TimeAmount, on loop: any EventLoop) {
+        cancelTimer()
+        // Throws only on a loop that is shutting down, which ends the stream anyway.
+        if let scheduled = try? loop.assumeIsolated().scheduleCallback(in: delay, handler: self) { timer = (scheduled, purpose) }
+    }
+
+    private func cancelTimer() {
+        guard let running = timer else { return }
+        timer = nil
+        running.scheduled.cancel()
+    }
+
+    func handleScheduledCallback(eventLoop: some EventLoop) {
+        guard let running = timer else { return }
+        timer = nil
+        switch running.purpose {
+        case .responseHead(let limit):
+            fail(AppUpstreamError.noResponse(within: limit))
+            context?.close(promise: nil)
+        case .wholeBody:
+            deliverStart()
         }
     }
 
@@ -240,10 +268,8 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
             startPending = true
             let length = response.headers.first(name: "content-length").flatMap(Int.init)
             awaitingWholeBody = length.map { $0 > 0 && $0 <= Self.wholeBodyLimit } ?? false
-            deadline?.cancel()
-            if awaitingWholeBody {
-                deadline = context.eventLoop.assumeIsolated().scheduleTask(in: Self.wholeBodyPatience) { self.deliverStart() }
-            }
+            cancelTimer()
+            if awaitingWholeBody { startTimer(.wholeBody, in: Self.wholeBodyPatience, on: context.eventLoop) }
         case .body(let chunk):
             queue.append(chunk)
             bufferedBytes += chunk.readableBytes
@@ -282,7 +308,7 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func deliverStart() {
         guard let responseHead else { return }
-        deadline?.cancel()
+        cancelTimer()
         (startPending, awaitingWholeBody) = (false, false)
         var parts: [BodyPart] = []
         while let chunk = takeQueued() { parts.append(.bytes(chunk)) }
@@ -345,7 +371,7 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard !done, failure == nil else { return }
         failure = error
         done = true
-        deadline?.cancel()
+        cancelTimer()
         checkin = nil
         decide(false)
         // A head already in goes out with what came after it; the failure then ends the body.

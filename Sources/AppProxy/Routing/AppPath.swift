@@ -16,34 +16,43 @@ public enum AppPath {
 
     /// Matches `target` (path plus optional `?query`, as it came on the request line).
     public static func match(_ target: String) -> Match {
-        let (path, query) = split(target)
-        var rest = Substring(path)
-        if rest.hasPrefix("/@") {
-            rest = rest.dropFirst(2)
-        } else if rest.lowercased().hasPrefix("/%40") {
-            rest = rest.dropFirst(4)
-        } else {
-            return .notAnApp
+        // Runs on every request the gateway serves: indices into `target`, no split into arrays, and the base path
+        // and upstream path cut out of it (they are its prefix up to the slug's slash, and the rest).
+        let utf8 = target.utf8
+        let pathEnd = utf8.firstIndex(of: UInt8(ascii: "?")) ?? utf8.endIndex
+        let path = target[..<pathEnd]
+        let prefixLength = path.utf8.starts(with: "/@".utf8) ? 2 : path.utf8.starts(with: "/%40".utf8) ? 4 : 0
+        guard prefixLength > 0 else { return .notAnApp }
+        let rest = path.utf8.index(path.startIndex, offsetBy: prefixLength)
+        // The ends of user, workspace[.agent], "apps" and the slug: at most four slashes matter.
+        var ends: [String.Index] = []
+        ends.reserveCapacity(4)
+        var index = rest
+        while ends.count < 4, let slash = path.utf8[index...].firstIndex(of: UInt8(ascii: "/")) {
+            ends.append(slash)
+            index = path.utf8.index(after: slash)
         }
-        let parts = rest.split(separator: "/", maxSplits: 4, omittingEmptySubsequences: false)
-        guard parts.count >= 4, parts[2] == "apps" else { return .notAnApp }
-        let user = String(parts[0]), workspaceAndAgent = parts[1], slug = String(parts[3])
-        guard user.lowercased() != "me" else { return .invalid("@me is not supported in app URLs; use the user name") }
+        guard ends.count >= 3 else { return .notAnApp }
+        let after = { (slash: String.Index) in target.utf8.index(after: slash) }
+        guard path[after(ends[1])..<ends[2]].utf8.elementsEqual("apps".utf8) else { return .notAnApp }
+        let user = path[rest..<ends[0]], workspaceAndAgent = path[after(ends[0])..<ends[1]]
+        let slug = path[after(ends[2])..<(ends.count == 4 ? ends[3] : pathEnd)]
+        guard !Self.isMe(user) else { return .invalid("@me is not supported in app URLs; use the user name") }
         guard URLName.isValid(user), !slug.isEmpty, URLName.isValid(slug) else { return .invalid("not a valid app URL") }
         let (workspace, agent) = splitAgent(workspaceAndAgent)
         guard URLName.isValid(workspace), agent.map(URLName.isValid) ?? true else { return .invalid("not a valid app URL") }
         // `/@u/ws/apps/slug` (nothing after the slug): the app's relative links need the slash.
-        let basePath = "/\(path.hasPrefix("/@") ? "@" : "%40")\(user)/\(workspaceAndAgent)/apps/\(slug)/"
-        guard parts.count == 5 else {
-            return .redirect(location: basePath + (query.map { "?" + $0 } ?? ""))
-        }
-        let request = AppRequest(accessMethod: .path, user: user, workspace: workspace, agent: agent, target: .app(slug: slug.lowercased()), basePath: basePath)
-        return .app(request, upstreamPath: "/" + parts[4] + (query.map { "?" + $0 } ?? ""))
+        guard ends.count == 4 else { return .redirect(location: String(path) + "/" + String(target[pathEnd...])) }
+        let request = AppRequest(
+            accessMethod: .path, user: String(user), workspace: workspace, agent: agent, target: .app(slug: slug.lowercased()),
+            basePath: String(target[..<after(ends[3])])
+        )
+        return .app(request, upstreamPath: String(target[ends[3]...]))
     }
 
-    static func split(_ target: String) -> (path: String, query: String?) {
-        guard let mark = target.firstIndex(of: "?") else { return (target, nil) }
-        return (String(target[..<mark]), String(target[target.index(after: mark)...]))
+    /// `me`, in any case: the API's word for the signed-in user, which an app URL cannot use.
+    private static func isMe(_ name: Substring) -> Bool {
+        name.utf8.count == 2 && name.utf8.first! | 0x20 == UInt8(ascii: "m") && name.utf8.last! | 0x20 == UInt8(ascii: "e")
     }
 
     /// `ws.agent` → ("ws", "agent"); `ws` → ("ws", nil).

@@ -5,7 +5,8 @@
 public enum URLName {
     public static let maximumLength = 32
 
-    /// nil when valid, otherwise why not.
+    /// nil when valid, otherwise why not. Inlinable: specialized where it is called (apps check names per request).
+    @inlinable
     public static func problem(with name: some StringProtocol) -> String? {
         // Every app request checks three or four names: valid ones are decided over the bytes, without grapheme
         // breaking or substring search; anything else takes the path below for its exact reason.
@@ -35,5 +36,6 @@ public enum URLName {
         return nil
     }
 
+    @inlinable
     public static func isValid(_ name: some StringProtocol) -> Bool { problem(with: name) == nil }
 }
