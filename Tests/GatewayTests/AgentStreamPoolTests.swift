@@ -80,20 +80,53 @@ import Tunnel
         }
     }
 
-    /// The idle timeout closes an idle stream, and with it the server's connection.
+    /// The idle timeout closes an idle stream, and with it the server's connection; a stream checked in later, or
+    /// leased when the sweep runs, lives its own full timeout.
     @Test func idleTimeoutClosesTheStream() async throws {
         try await withPool { pool, timer, server, _ in
+            let timeout = AgentStreamPool.Configuration().idleTimeout
             _ = try await check("/a", pool, server)
             #expect(timer.count == 1 && server.open == 1)
-            timer.fireAll()
-            #expect(pool.idleCount(agent: agentID, port: server.port) == 0)
+            timer.advance(by: timeout - .seconds(1))
+            #expect(pool.idleCount(agent: agentID, port: server.port) == 1)
+            timer.advance(by: .seconds(1))
+            #expect(pool.idleCount(agent: agentID, port: server.port) == 0 && timer.count == 0)
             try await eventually("the server's connection closed") { server.open == 0 }
-            // A checkout takes the idle stream off its timer.
-            let fresh = try await check("/b", pool, server)
-            #expect(!fresh.reusedStream && timer.count == 1)
+            // One stream parked now, one checked out: the sweep due for the first leaves the leased one alone.
+            _ = try await check("/b", pool, server)
+            timer.advance(by: timeout / 2)
             let lease = try await pool.checkout(agent: agentID, port: server.port)
-            #expect(lease.reused && timer.count == 0)
+            #expect(lease.reused && timer.count == 1)
+            timer.advance(by: timeout)
+            #expect(timer.count == 0 && lease.channel.isActive)
+            // Parked again, it is swept a full timeout later.
             await pool.checkin(lease)
+            #expect(timer.count == 1)
+            timer.advance(by: timeout - .seconds(1))
+            #expect(pool.idleCount(agent: agentID, port: server.port) == 1)
+            timer.advance(by: .seconds(1))
+            #expect(pool.idleCount(agent: agentID, port: server.port) == 0)
+            try await lease.channel.closeFuture.get()
+        }
+    }
+
+    /// Streams parked at different times expire in turn: the sweep comes back for the oldest left.
+    @Test func theSweepComesBackForTheOthers() async throws {
+        try await withPool { pool, timer, server, _ in
+            let timeout = AgentStreamPool.Configuration().idleTimeout
+            let first = try await pool.checkout(agent: agentID, port: server.port)
+            let second = try await pool.checkout(agent: agentID, port: server.port)
+            await pool.checkin(first)
+            timer.advance(by: .seconds(10))
+            await pool.checkin(second)
+            #expect(timer.count == 1)
+            timer.advance(by: timeout - .seconds(10))
+            #expect(pool.idleCount(agent: agentID, port: server.port) == 1 && timer.count == 1)
+            try await first.channel.closeFuture.get()
+            #expect(second.channel.isActive)
+            timer.advance(by: .seconds(10))
+            #expect(pool.idleCount(agent: agentID, port: server.port) == 0 && timer.count == 0)
+            try await second.channel.closeFuture.get()
         }
     }
 
@@ -104,7 +137,7 @@ import Tunnel
             for _ in 0..<3 { leases.append(try await pool.checkout(agent: agentID, port: server.port)) }
             #expect(mesh.dialer.streamsOpened == 3)
             for lease in leases { await pool.checkin(lease) }
-            #expect(pool.idleCount(agent: agentID, port: server.port) == 2 && timer.count == 2)
+            #expect(pool.idleCount(agent: agentID, port: server.port) == 2 && timer.count == 1)
             try await leases[0].channel.closeFuture.get()
             // Newest first.
             let next = try await pool.checkout(agent: agentID, port: server.port)
@@ -131,7 +164,7 @@ import Tunnel
             for lease in first + second { await pool.checkin(lease) }
             #expect(pool.idleCount(agent: agentID, port: server.port) == 2 && pool.idleCount(agent: agentID, port: other.port) == 1)
             try await second[0].channel.closeFuture.get()
-            #expect(timer.count == 3)
+            #expect(timer.count == 1)
             pool.closeIdle()
             try await other.close()
         }

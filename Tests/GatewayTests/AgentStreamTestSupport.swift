@@ -50,33 +50,33 @@ final class LoopbackAgentDialer: AgentStreamDialer {
     }
 }
 
-/// Idle timeouts that fire only when a test says so.
+/// The pool's idle sweep on a clock that moves only when a test says so.
 final class ManualIdleTimer: IdleStreamTimer {
     private struct Pending {
-        let id: Int
-        let expire: @Sendable () -> Void
+        let due: NIODeadline
+        let fire: @Sendable () -> Void
     }
 
-    private let pending = Mutex((next: 0, timers: [Pending]()))
+    private let state = Mutex((now: NIODeadline.uptimeNanoseconds(0), timers: [Pending]()))
 
-    var count: Int { pending.withLock { $0.timers.count } }
+    /// Sweeps scheduled and not yet run.
+    var count: Int { state.withLock { $0.timers.count } }
 
-    func schedule(after delay: Duration, on loop: any EventLoop, _ expire: @escaping @Sendable () -> Void) -> @Sendable () -> Void {
-        let id = pending.withLock { state in
-            defer { state.next += 1 }
-            state.timers.append(Pending(id: state.next, expire: expire))
-            return state.next
-        }
-        return { self.pending.withLock { $0.timers.removeAll { $0.id == id } } }
+    func now() -> NIODeadline { state.withLock { $0.now } }
+
+    func schedule(after delay: Duration, on loop: any EventLoop, _ fire: @escaping @Sendable () -> Void) {
+        state.withLock { $0.timers.append(Pending(due: $0.now + TimeAmount(delay), fire: fire)) }
     }
 
-    /// Fires every pending timer, as if the idle timeout had passed for all of them.
-    func fireAll() {
-        let due = pending.withLock { state in
-            defer { state.timers.removeAll() }
-            return state.timers
+    /// Moves the clock on by `amount` and runs the sweeps due by then.
+    func advance(by amount: Duration) {
+        let due = state.withLock { state in
+            state.now = state.now + TimeAmount(amount)
+            let now = state.now
+            defer { state.timers.removeAll { $0.due <= now } }
+            return state.timers.filter { $0.due <= now }
         }
-        for timer in due { timer.expire() }
+        for timer in due { timer.fire() }
     }
 }
 

@@ -64,9 +64,7 @@ public struct AppForwarder: Sendable {
     /// browser's headers after `ForwardedHeaders` (an HTTP/2 request's `:authority` is the `X-Forwarded-Host`
     /// the caller passes, its `:path` is `path`).
     static func upstreamHead(_ request: HTTPRequest, app: ResolvedApp, path: String, origin: ForwardingOrigin) -> HTTPRequestHead {
-        var browser = HTTPHeaders()
-        for field in request.headerFields { browser.add(name: field.name.rawName, value: field.value) }
-        var headers = ForwardedHeaders.request(browser, purpose: .http, upstreamHost: "127.0.0.1:\(app.port)", origin: origin)
+        var headers = ForwardedHeaders.request(request.headerFields, purpose: .http, upstreamHost: "127.0.0.1:\(app.port)", origin: origin)
         // The body is re-framed for HTTP/1.1: a length if the browser gave one, else chunked.
         if hasBody(request), !headers.contains(name: "content-length") { headers.add(name: "Transfer-Encoding", value: "chunked") }
         return HTTPRequestHead(
@@ -160,7 +158,7 @@ public struct AppForwarder: Sendable {
     /// 204 or a 304 (and a HEAD response's length stays the app's).
     static func browserResponse(_ head: HTTPResponseHead, method: HTTPRequest.Method) -> (head: HTTPResponse, hasBody: Bool) {
         let status = HTTPResponse.Status(code: Int(head.status.code), reasonPhrase: head.status.reasonPhrase)
-        var response = HTTPResponse(status: status, headerFields: httpFields(ForwardedHeaders.response(head.headers)))
+        var response = HTTPResponse(status: status, headerFields: ForwardedHeaders.responseFields(head.headers))
         if status == .noContent { response.headerFields[.contentLength] = nil }
         return (response, !(method == .head || status == .noContent || status == .notModified))
     }

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import NIOHTTP1
 import Tunnel
 
@@ -35,8 +36,24 @@ public enum ForwardedHeaders {
     /// sends each in its own field); `X-Forwarded-For` gets the client appended, `-Proto` and `-Host` are set.
     /// `Expect` goes too: the gateway streams the body without waiting for a 100 Continue.
     public static func request(_ headers: HTTPHeaders, purpose: Purpose, upstreamHost: String, origin: ForwardingOrigin) -> HTTPHeaders {
-        let listed = connectionTokens(headers)
+        request(headers, connection: headers["connection"], purpose: purpose, upstreamHost: upstreamHost, origin: origin)
+    }
+
+    /// The same for HTTPTypes fields (the browser's side), with no `HTTPHeaders` copy of them in between.
+    static func request(_ fields: HTTPFields, purpose: Purpose, upstreamHost: String, origin: ForwardingOrigin) -> HTTPHeaders {
+        request(
+            fields.lazy.map { (name: $0.name.rawName, value: $0.value) }, connection: fields[values: .connection], purpose: purpose,
+            upstreamHost: upstreamHost, origin: origin
+        )
+    }
+
+    private static func request(
+        _ headers: some Sequence<(name: String, value: String)>, connection: [String], purpose: Purpose, upstreamHost: String,
+        origin: ForwardingOrigin
+    ) -> HTTPHeaders {
+        let listed = Set(connection.flatMap(tokens))
         var forwarded = HTTPHeaders()
+        forwarded.reserveCapacity(headers.underestimatedCount + 4)
         forwarded.add(name: "Host", value: upstreamHost)
         var forwardedFor: [String] = []
         var cookies: [String] = []
@@ -83,12 +100,26 @@ public enum ForwardedHeaders {
         return forwarded
     }
 
-    /// The headers the browser receives for an app's response: the hop-by-hop ones go (the gateway frames
-    /// its own connection to the browser).
-    /// The app's response headers the browser receives: end-to-end ones, minus any cookie in meshgate's namespace.
+    /// The app's response headers the browser receives: end-to-end ones, minus any cookie in meshgate's namespace
+    /// (the gateway frames its own connection to the browser).
     public static func response(_ headers: HTTPHeaders) -> HTTPHeaders {
-        let listed = connectionTokens(headers)
         var kept = HTTPHeaders()
+        forEachResponseHeader(headers) { kept.add(name: $0, value: $1) }
+        return kept
+    }
+
+    /// The same as HTTPTypes fields, for the browser's side, with no `HTTPHeaders` in between.
+    static func responseFields(_ headers: HTTPHeaders) -> HTTPFields {
+        var fields = HTTPFields()
+        fields.reserveCapacity(headers.count)
+        forEachResponseHeader(headers) { name, value in
+            if let name = HTTPField.Name(name) { fields.append(HTTPField(name: name, value: value)) }
+        }
+        return fields
+    }
+
+    private static func forEachResponseHeader(_ headers: HTTPHeaders, _ keep: (String, String) -> Void) {
+        let listed = connectionTokens(headers)
         for (name, value) in headers {
             let lowercased = name.lowercased()
             if hopByHop.contains(lowercased) || lowercased.hasPrefix("proxy-") || listed.contains(lowercased) { continue }
@@ -96,9 +127,8 @@ public enum ForwardedHeaders {
             if lowercased == "set-cookie", MeshgateCredentials.isMeshgateCookie(named: CookieHeader.trimmed(value.prefix { $0 != "=" })) {
                 continue
             }
-            kept.add(name: name, value: value)
+            keep(name, value)
         }
-        return kept
     }
 
     /// The header names a `Connection` header lists (lowercased): hop-by-hop by that listing.

@@ -14,7 +14,8 @@ extension GatewayMesh: AgentStreamDialer {}
 ///
 /// Per (agent, port) at most `maxIdlePerKey` idle streams (and `maxIdlePerAgent` over all of an agent's ports),
 /// newest handed out first (the least likely to have been timed out by the server); each is closed after
-/// `idleTimeout` unused. An idle stream that the server
+/// `idleTimeout` unused, by one sweep that runs while streams are idle (a timer per check-in and a cancel per
+/// checkout, on every request, cost more than the rest of the pool's work). An idle stream that the server
 /// closes, half-closes or writes to, or whose mesh connection ends (agent restart, `.peerRestarted`), is closed
 /// and dropped at once; the lease's `claim` confirms on the stream's event loop that it is still whole before use.
 public final class AgentStreamPool: AgentStreamFailureReporting, IdleAgentStreamSource {
@@ -42,13 +43,16 @@ public final class AgentStreamPool: AgentStreamFailureReporting, IdleAgentStream
 
     private struct Idle {
         let channel: any Channel
-        let cancelExpiry: @Sendable () -> Void
+        /// When it was checked in.
+        let since: NIODeadline
     }
 
     /// The idle streams by (agent, port), oldest first, with a count per agent.
     private struct IdleStreams {
         var byKey: [Key: [Idle]] = [:]
         var perAgent: [UUID: Int] = [:]
+        /// The sweep that closes streams idle for `idleTimeout` is scheduled.
+        var sweepScheduled = false
 
         mutating func append(_ entry: Idle, _ key: Key) {
             byKey[key, default: []].append(entry)
@@ -57,11 +61,36 @@ public final class AgentStreamPool: AgentStreamFailureReporting, IdleAgentStream
 
         /// The newest (`last`) or oldest idle stream of `key`, taken out.
         mutating func take(_ key: Key, last: Bool) -> Idle? {
-            guard var entries = byKey[key], !entries.isEmpty else { return nil }
-            let entry = last ? entries.removeLast() : entries.removeFirst()
-            byKey[key] = entries.isEmpty ? nil : entries
+            // In place: a copy of the list out of the dictionary would be copied again on removal.
+            let entry: Idle? = byKey[key].flatMap { entries in entries.isEmpty ? nil : (last ? entries.last : entries.first) }
+            guard let entry else { return nil }
+            if byKey[key]!.count == 1 {
+                byKey[key] = nil
+            } else if last {
+                byKey[key]!.removeLast()
+            } else {
+                byKey[key]!.removeFirst()
+            }
             forgetOne(of: key.agent)
             return entry
+        }
+
+        /// Takes out every stream idle since `cutoff` or before; returns them, and when the oldest left expires.
+        mutating func takeExpired(idleSince cutoff: NIODeadline) -> (expired: [Idle], oldestLeft: NIODeadline?) {
+            var expired: [Idle] = []
+            var oldestLeft: NIODeadline?
+            for key in Array(byKey.keys) {
+                let entries = byKey[key]!
+                // Oldest first: the expired ones are a prefix.
+                let count = entries.prefix { $0.since <= cutoff }.count
+                if count > 0 {
+                    expired += entries.prefix(count)
+                    for _ in 0..<count { forgetOne(of: key.agent) }
+                    byKey[key] = count == entries.count ? nil : Array(entries.dropFirst(count))
+                }
+                if count < entries.count { oldestLeft = min(oldestLeft ?? entries[count].since, entries[count].since) }
+            }
+            return (expired, oldestLeft)
         }
 
         mutating func remove(_ channel: any Channel, _ key: Key) -> Idle? {
@@ -120,7 +149,6 @@ public final class AgentStreamPool: AgentStreamFailureReporting, IdleAgentStream
 
     public func idleLease(agent: UUID, port: UInt16) -> AgentStreamLease? {
         guard let candidate = takeIdle(Key(agent: agent, port: port)) else { return nil }
-        candidate.cancelExpiry()
         hits.increment()
         let channel = candidate.channel
         // A stream the server closed while it was idle fails its claim; the caller then checks out again.
@@ -143,31 +171,43 @@ public final class AgentStreamPool: AgentStreamFailureReporting, IdleAgentStream
     }
 
     private func list(_ channel: any Channel, key: Key) {
-        let evicted = idle.withLock { idle -> Idle? in
-            let expiry = configuration.timer.schedule(after: configuration.idleTimeout, on: channel.eventLoop) { [weak self] in
-                self?.expire(channel, key: key)
-            }
-            idle.append(Idle(channel: channel, cancelExpiry: expiry), key)
+        let now = configuration.timer.now()
+        let (evicted, sweep) = idle.withLock { idle -> (Idle?, Bool) in
+            idle.append(Idle(channel: channel, since: now), key)
+            let sweep = !idle.sweepScheduled
+            idle.sweepScheduled = true
             // Over a bound, the oldest of this port goes: it is the likeliest to be closed by the server soon anyway.
             let over = idle.byKey[key]!.count > configuration.maxIdlePerKey || idle.perAgent[key.agent]! > configuration.maxIdlePerAgent
-            return over ? idle.take(key, last: false) : nil
+            return (over ? idle.take(key, last: false) : nil, sweep)
         }
-        if let evicted {
-            evicted.cancelExpiry()
-            evicted.channel.close(promise: nil)
+        evicted?.channel.close(promise: nil)
+        if sweep { scheduleSweep(after: configuration.idleTimeout, on: channel.eventLoop) }
+    }
+
+    private func scheduleSweep(after delay: Duration, on loop: any EventLoop) {
+        configuration.timer.schedule(after: delay, on: loop) { [weak self] in self?.sweep(on: loop) }
+    }
+
+    /// Closes the streams idle for `idleTimeout`, and comes back when the oldest of the others will be.
+    private func sweep(on loop: any EventLoop) {
+        let now = configuration.timer.now()
+        let timeout = TimeAmount(configuration.idleTimeout)
+        let (expired, oldestLeft) = idle.withLock { idle in
+            let found = idle.takeExpired(idleSince: now - timeout)
+            idle.sweepScheduled = found.oldestLeft != nil
+            return found
         }
+        for entry in expired { entry.channel.close(promise: nil) }
+        if let oldestLeft { scheduleSweep(after: Duration(oldestLeft + timeout - now), on: loop) }
     }
 
     /// Closes every idle stream. (At shutdown the mesh node ends them all anyway.)
     public func closeIdle() {
         let all = idle.withLock { idle in
-            defer { idle = IdleStreams() }
+            defer { (idle.byKey, idle.perAgent) = ([:], [:]) }
             return idle.byKey.values.flatMap { $0 }
         }
-        for entry in all {
-            entry.cancelExpiry()
-            entry.channel.close(promise: nil)
-        }
+        for entry in all { entry.channel.close(promise: nil) }
     }
 
     private func takeIdle(_ key: Key) -> Idle? {
@@ -179,28 +219,25 @@ public final class AgentStreamPool: AgentStreamFailureReporting, IdleAgentStream
         idle.withLock { $0.remove(channel, key) }
     }
 
-    private func expire(_ channel: any Channel, key: Key) {
-        // Only if still idle: a checkout may have taken it just before the timer fired.
-        if remove(channel, key: key) != nil { channel.close(promise: nil) }
-    }
-
     private func forget(_ channel: any Channel, key: Key) {
-        remove(channel, key: key)?.cancelExpiry()
+        _ = remove(channel, key: key)
     }
 }
 
-/// Runs the pool's idle timeouts. Production uses the stream's event loop; tests fire them by hand.
+/// The clock and timer of the pool's idle sweep. Production uses the event loop's; tests move time by hand.
 public protocol IdleStreamTimer: Sendable {
-    /// Calls `expire` once `delay` has passed, unless the returned closure cancels it first.
-    func schedule(after delay: Duration, on loop: any EventLoop, _ expire: @escaping @Sendable () -> Void) -> @Sendable () -> Void
+    func now() -> NIODeadline
+    /// Calls `fire` once `delay` has passed.
+    func schedule(after delay: Duration, on loop: any EventLoop, _ fire: @escaping @Sendable () -> Void)
 }
 
 public struct EventLoopIdleTimer: IdleStreamTimer {
     public init() {}
 
-    public func schedule(after delay: Duration, on loop: any EventLoop, _ expire: @escaping @Sendable () -> Void) -> @Sendable () -> Void {
-        let task = loop.scheduleTask(in: TimeAmount(delay), expire)
-        return { task.cancel() }
+    public func now() -> NIODeadline { .now() }
+
+    public func schedule(after delay: Duration, on loop: any EventLoop, _ fire: @escaping @Sendable () -> Void) {
+        loop.scheduleTask(in: TimeAmount(delay), fire)
     }
 }
 

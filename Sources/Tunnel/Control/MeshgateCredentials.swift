@@ -12,7 +12,9 @@ public enum MeshgateCredentials {
     /// Every meshgate header starts with this (case-insensitive); none is meant for an app.
     public static let headerPrefix = "Meshgate-"
 
-    /// Whether a cookie of this name is meshgate's (compared without case: stricter than browsers need).
+    /// Whether a cookie of this name is meshgate's (compared without case: stricter than browsers need). These
+    /// are inlinable so that callers in other modules get them specialized: asked for every header and cookie.
+    @inlinable
     public static func isMeshgateCookie(named name: some StringProtocol) -> Bool {
         // Leading whitespace of any kind is skipped, as cookie parsers (Hummingbird's among them) skip it: a
         // cookie named " meshgate_…" with a no-break space is still meshgate's to whoever reads it.
@@ -20,13 +22,15 @@ public enum MeshgateCredentials {
     }
 
     /// Whether a header of this name is meshgate's.
+    @inlinable
     public static func isMeshgateHeader(named name: some StringProtocol) -> Bool {
         hasPrefixIgnoringCase(name, headerPrefix)
     }
 
     /// Over the bytes, ASCII letters folded: asked for every header and cookie of every app request, so nothing is
     /// lowercased into a new string. `prefix` is ASCII.
-    private static func hasPrefixIgnoringCase(_ text: some StringProtocol, _ prefix: String) -> Bool {
+    @inlinable
+    static func hasPrefixIgnoringCase(_ text: some StringProtocol, _ prefix: String) -> Bool {
         var bytes = text.utf8.makeIterator()
         for expected in prefix.utf8 {
             guard let byte = bytes.next() else { return false }
