@@ -3,6 +3,8 @@ import Gateway
 import Tunnel
 import Logging
 import Metrics
+import NIOCore
+import NIOPosix
 import Prometheus
 import ServiceLifecycle
 import UnixSignals
@@ -56,11 +58,14 @@ struct ServerRunner {
         // The gateway's own mesh node, on its relay in-process and in the coordinator: how it reaches agents
         // behind any NAT.
         var mesh: GatewayMesh?
+        let meshLoop = derp == nil ? nil : GatewayMesh.dedicatedLoop()
+        defer { meshLoop?.shutdownGracefully { _ in } }
         if let relay = derp?.server {
             let nodeKey = try NodePrivateKey.loadOrCreate(path: configuration.dataDirectory + "/node.key")
             let node = try await GatewayMesh.start(
                 privateKey: nodeKey, address: .random(), relay: relay, region: DERPMap.embeddedRegionID, coordinator: environment.coordinator,
-                direct: DirectPathConfiguration(blocked: settings.blockDirectConnections), logger: logger
+                direct: DirectPathConfiguration(blocked: settings.blockDirectConnections), group: meshLoop ?? MultiThreadedEventLoopGroup.singleton,
+                logger: logger
             )
             // Its paths and round trips to agents are part of the agents' state in the API.
             environment.agentPaths = node
