@@ -66,14 +66,11 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler, 
     private var bodyWaiter: EventLoopPromise<BodyPart>?
     private var deliveryScheduled = false
     private var readHeld = false
-    /// The one timer running: the app's time to start answering, or the wait for a small body. A scheduled
-    /// callback to this handler: unlike `scheduleTask`, no promise and no closure on every request.
-    private var timer: (scheduled: NIOScheduledCallback, purpose: TimerPurpose)?
-
-    private enum TimerPurpose {
-        case responseHead(limit: Duration)
-        case wholeBody
-    }
+    /// The app's time to start answering, kept by the stream (`responseHeadTimeout`).
+    private let headDeadline: ResponseHeadDeadline
+    /// The wait for a small body: a scheduled callback to this handler (unlike `scheduleTask`, no promise and no
+    /// closure).
+    private var wholeBodyTimer: NIOScheduledCallback?
 
     private var requestEnded = false
     /// The caller ended the request (the end may still be on its way).
@@ -95,8 +92,9 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler, 
 
     init(
         request: HTTPRequestHead, bodyless: Bool, acceptsUpgrade: Bool = false, responseHeadTimeout: Duration? = nil,
-        outcome: HTTPExchangeOutcome? = nil, eventLoop: any EventLoop
+        headDeadline: ResponseHeadDeadline = ResponseHeadDeadline(), outcome: HTTPExchangeOutcome? = nil, eventLoop: any EventLoop
     ) {
+        self.headDeadline = headDeadline
         (self.request, self.bodyless, self.acceptsUpgrade, self.responseHeadTimeout) = (request, bodyless, acceptsUpgrade, responseHeadTimeout)
         (self.outcome, self.eventLoop) = (outcome, eventLoop)
     }
@@ -200,31 +198,29 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler, 
 
     private func armDeadline() {
         guard let limit = responseHeadTimeout, responseHead == nil, !done, let context else { return }
-        startTimer(.responseHead(limit: limit), in: TimeAmount(limit), on: context.eventLoop)
+        let loop = context.eventLoop
+        headDeadline.arm(for: self, at: loop.now + TimeAmount(limit), on: loop)
     }
 
-    private func startTimer(_ purpose: TimerPurpose, in delay: TimeAmount, on loop: any EventLoop) {
-        cancelTimer()
-        // Throws only on a loop that is shutting down, which ends the stream anyway.
-        if let scheduled = try? loop.assumeIsolated().scheduleCallback(in: delay, handler: self) { timer = (scheduled, purpose) }
+    /// `responseHeadTimeout` passed without a response head (called by `headDeadline`).
+    func responseHeadTimedOut() {
+        guard let limit = responseHeadTimeout, responseHead == nil else { return }
+        fail(AppUpstreamError.noResponse(within: limit))
+        context?.close(promise: nil)
     }
 
-    private func cancelTimer() {
-        guard let running = timer else { return }
-        timer = nil
-        running.scheduled.cancel()
+    private func cancelTimers() {
+        headDeadline.disarm()
+        guard let timer = wholeBodyTimer else { return }
+        wholeBodyTimer = nil
+        timer.cancel()
     }
 
+    /// The small body's wait ended: the head goes with what came.
     func handleScheduledCallback(eventLoop: some EventLoop) {
-        guard let running = timer else { return }
-        timer = nil
-        switch running.purpose {
-        case .responseHead(let limit):
-            fail(AppUpstreamError.noResponse(within: limit))
-            context?.close(promise: nil)
-        case .wholeBody:
-            deliverStart()
-        }
+        guard wholeBodyTimer != nil else { return }
+        wholeBodyTimer = nil
+        deliverStart()
     }
 
     // MARK: The response, as the caller takes it
@@ -268,8 +264,11 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler, 
             startPending = true
             let length = response.headers.first(name: "content-length").flatMap(Int.init)
             awaitingWholeBody = length.map { $0 > 0 && $0 <= Self.wholeBodyLimit } ?? false
-            cancelTimer()
-            if awaitingWholeBody { startTimer(.wholeBody, in: Self.wholeBodyPatience, on: context.eventLoop) }
+            cancelTimers()
+            if awaitingWholeBody {
+                // Throws only on a loop that is shutting down, which ends the stream anyway.
+                wholeBodyTimer = try? context.eventLoop.assumeIsolated().scheduleCallback(in: Self.wholeBodyPatience, handler: self)
+            }
         case .body(let chunk):
             queue.append(chunk)
             bufferedBytes += chunk.readableBytes
@@ -308,7 +307,7 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler, 
 
     private func deliverStart() {
         guard let responseHead else { return }
-        cancelTimer()
+        cancelTimers()
         (startPending, awaitingWholeBody) = (false, false)
         var parts: [BodyPart] = []
         while let chunk = takeQueued() { parts.append(.bytes(chunk)) }
@@ -371,7 +370,7 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler, 
         guard !done, failure == nil else { return }
         failure = error
         done = true
-        cancelTimer()
+        cancelTimers()
         checkin = nil
         decide(false)
         // A head already in goes out with what came after it; the failure then ends the body.
@@ -404,14 +403,17 @@ extension HTTPExchangeHandler {
         let pipeline = lease.channel.pipeline.syncOperations
         // The sniffer goes below everything on a new stream, before the request leaves (TLS streams got theirs
         // when they were set up, before their ClientHello).
-        var sniffer = try? pipeline.handler(type: FirstByteSniffer.self)
+        // A reused stream's sniffer heard the app's first answer and left: no lookup (a miss throws, and allocates).
+        var sniffer = lease.reused ? nil : try? pipeline.handler(type: FirstByteSniffer.self)
         if sniffer == nil, !lease.reused {
             sniffer = FirstByteSniffer()
             try pipeline.addHandler(sniffer!, position: .first)
         }
+        // Pooled streams keep one (`AppUpstreamHTTP.addCodec`).
+        let headDeadline = (try? pipeline.handler(type: ResponseHeadDeadline.self)) ?? ResponseHeadDeadline()
         let exchange = HTTPExchangeHandler(
-            request: request, bodyless: bodyless, acceptsUpgrade: acceptsUpgrade, responseHeadTimeout: responseHeadTimeout, outcome: outcome,
-            eventLoop: lease.channel.eventLoop
+            request: request, bodyless: bodyless, acceptsUpgrade: acceptsUpgrade, responseHeadTimeout: responseHeadTimeout,
+            headDeadline: headDeadline, outcome: outcome, eventLoop: lease.channel.eventLoop
         )
         exchange.checkin = { streams.checkinOnLoop(lease) }
         do {

@@ -6,6 +6,18 @@ import NIOTLS
 import Synchronization
 import Tunnel
 
+/// HTTP/1.1 to apps over mesh streams.
+public enum AppUpstreamHTTP {
+    /// NIO's client codec, without its check of every outgoing header: the heads sent on these streams are built
+    /// by `ForwardedHeaders.request`, from HTTPTypes fields (whose values are legal by construction: invalid bytes
+    /// become spaces) and values of the gateway's own, or are the http-check's constant ones. The check cost a
+    /// sixteenth of the busiest thread, the mesh node's. The stream's `ResponseHeadDeadline` comes with it.
+    public static func addCodec(to channel: any Channel) throws {
+        try channel.pipeline.syncOperations.addHTTPClientHandlers(enableOutboundHeaderValidation: false)
+        try channel.pipeline.syncOperations.addHandler(ResponseHeadDeadline())
+    }
+}
+
 /// TLS to HTTPS apps (`ResolvedApp.https`, port URLs `8443s--…`), over the mesh stream and below the HTTP codec.
 public enum AppUpstreamTLS {
     /// Certificates are not verified, on purpose: the app listens on 127.0.0.1 inside the workspace, the mesh
@@ -26,7 +38,7 @@ public enum AppUpstreamTLS {
     /// `FreshAgentStreams`. On the stream's event loop, before anything is sent.
     public static func configure(_ channel: any Channel) throws {
         try addHandlers(to: channel)
-        try channel.pipeline.syncOperations.addHTTPClientHandlers()
+        try AppUpstreamHTTP.addCodec(to: channel)
     }
 
     /// The sniffer and TLS alone, for raw byte streams (WebSocket splices).

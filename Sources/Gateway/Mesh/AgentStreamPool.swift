@@ -30,7 +30,7 @@ public final class AgentStreamPool: AgentStreamFailureReporting, IdleAgentStream
         /// at most this many wait idle, so that busy ports never leave new opens waiting on idle ones.
         public var maxIdlePerAgent = 128
         /// Sets up a new stream's pipeline on its event loop, after the pool's own watcher.
-        public var pipeline: @Sendable (any Channel) throws -> Void = { try $0.pipeline.syncOperations.addHTTPClientHandlers() }
+        public var pipeline: @Sendable (any Channel) throws -> Void = { try AppUpstreamHTTP.addCodec(to: $0) }
         public var timer: any IdleStreamTimer = EventLoopIdleTimer()
 
         public init() {}
