@@ -16,9 +16,10 @@ RUN_PACKAGES := libsodium-dev libb2-dev libvterm-dev pkg-config libjs-xterm node
 # nftables: the NAT in front of a workspace namespace (tests/e2e/nat.py).
 # chromium, chromium-driver and python3-selenium: the real-browser tests (tests/e2e/test_browser.py).
 # python3-pyte: the independent terminal emulator the agent's screen repaint is checked against.
+# python3-h2: an independent HTTP/2 client for the frames of a graceful shutdown (tests/e2e/test_tls_front.py).
 TEST_PACKAGES := $(RUN_PACKAGES) curl openssl python3 python3-pytest python3-websockets python3-nacl \
 	wireguard-go wireguard-tools iproute2 iputils-ping util-linux nftables chromium chromium-driver python3-selenium \
-	python3-pyte
+	python3-pyte python3-h2
 # iperf3, wireguard-go, wg, iproute2 and ping: the kernel-TCP anchor over wireguard-go in network namespaces.
 # openssh-server, openssh-client, python3-websockets, chromium, chromium-driver and python3-selenium: the web
 # terminal's keystroke latency against ssh (bench/terminal.sh).

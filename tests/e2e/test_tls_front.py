@@ -143,6 +143,71 @@ def test_sigterm_drains_in_flight_request_then_exits_cleanly(start_server):
     assert any(r.get("message") == "meshgate stopped" for r in server.log_lines)
 
 
+def test_sigterm_drains_an_http2_stream_in_flight_with_goaway(start_server):
+    """An HTTP/2 connection in a graceful shutdown: a GOAWAY naming the highest stream id, a PING, and once that
+    comes back a GOAWAY naming the last stream (RFC 9113 6.8); the stream in flight is still answered, then the
+    connection closes and the server exits with status 0. python-h2 writes the client's frames; the server's are
+    read with hyperframe and hpack (h2 itself ends a connection at the first GOAWAY)."""
+    import h2.config
+    import h2.connection
+    import hpack
+    from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, PingFrame, SettingsFrame
+
+    server = start_server("--tls-address", "127.0.0.1:0", "--http-address", "")
+    body = json.dumps({"email": "owner@example.com", "username": "owner", "password": "correct horse battery"}).encode()
+    with insecure_context(alpn=["h2"]).wrap_socket(socket.create_connection(server.address("tls"))) as tls:
+        assert tls.selected_alpn_protocol() == "h2"
+        tls.settimeout(15)
+        client = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
+        client.initiate_connection()
+        client.send_headers(1, [(":method", "POST"), (":path", "/api/v2/users/first"), (":scheme", "https"),
+                                (":authority", "x"), ("content-type", "application/json"),
+                                ("content-length", str(len(body)))])
+        client.send_data(1, body[:10])
+        tls.sendall(client.data_to_send())
+        time.sleep(0.2)  # let the server start reading this request before shutdown begins
+        server.process.send_signal(signal.SIGTERM)
+        server.wait_for_log("Shutting down")
+
+        buffered, frames, decoder = b"", [], hpack.Decoder()
+
+        def next_frame():
+            nonlocal buffered
+            while True:
+                if len(buffered) >= 9:
+                    frame, length = Frame.parse_frame_header(memoryview(buffered[:9]))
+                    if len(buffered) >= 9 + length:
+                        frame.parse_body(memoryview(buffered[9:9 + length]))
+                        buffered = buffered[9 + length:]
+                        return frame
+                data = tls.recv(65536)
+                if not data:
+                    return None
+                buffered += data
+
+        def answer(frame):
+            if isinstance(frame, PingFrame) and "ACK" not in frame.flags:
+                tls.sendall(PingFrame(0, opaque_data=frame.opaque_data, flags=["ACK"]).serialize())
+            elif isinstance(frame, SettingsFrame) and "ACK" not in frame.flags:
+                tls.sendall(SettingsFrame(0, flags=["ACK"]).serialize())
+
+        while not any(isinstance(f, GoAwayFrame) for f in frames):
+            frame = next_frame()
+            assert frame is not None, "the connection closed without a GOAWAY"
+            frames.append(frame)
+            answer(frame)
+        client.send_data(1, body[10:], end_stream=True)
+        tls.sendall(client.data_to_send())
+        while (frame := next_frame()) is not None:
+            frames.append(frame)
+            answer(frame)
+        goaways = [(f.last_stream_id, f.error_code) for f in frames if isinstance(f, GoAwayFrame)]
+        assert goaways == [(2**31 - 1, 0), (1, 0)], goaways
+        statuses = [dict(decoder.decode(f.data)).get(":status") for f in frames if isinstance(f, HeadersFrame) and f.stream_id == 1]
+        assert statuses == ["201"], frames
+    assert server.process.wait(timeout=20) == 0
+
+
 def test_metrics_on_prometheus_address(start_server):
     server = start_server("--http-address", "127.0.0.1:0", "--prometheus-address", "127.0.0.1:0")
     assert curl(server.url("http", "/healthz")) == "OK"

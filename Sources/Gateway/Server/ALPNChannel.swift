@@ -18,7 +18,7 @@ import NIOTLS
 /// connections while open ones keep the context they started with.
 struct ALPNChannel: ServerChildChannel {
     struct Value: ServerChildChannelValue {
-        let negotiated: EventLoopFuture<NIONegotiatedHTTPVersion<DERPAwareHTTP1Channel.Value, HTTP2Channel.Value>>
+        let negotiated: EventLoopFuture<NIONegotiatedHTTPVersion<DERPAwareHTTP1Channel.Value, AppHTTP2Channel.Value>>
         let channel: any Channel
     }
 
@@ -27,14 +27,14 @@ struct ALPNChannel: ServerChildChannel {
 
     let certificates: TLSCertificateStore
     let http1: DERPAwareHTTP1Channel
-    let http2: HTTP2Channel
+    let http2: AppHTTP2Channel
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
             let sync = channel.pipeline.syncOperations
             try sync.addHandler(NIOSSLServerHandler(context: certificates.currentContext))
             let alpn = NIOTypedApplicationProtocolNegotiationHandler<
-                NIONegotiatedHTTPVersion<DERPAwareHTTP1Channel.Value, HTTP2Channel.Value>
+                NIONegotiatedHTTPVersion<DERPAwareHTTP1Channel.Value, AppHTTP2Channel.Value>
             > { result in
                 switch result {
                 case .negotiated("h2"):

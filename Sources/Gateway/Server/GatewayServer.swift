@@ -96,7 +96,7 @@ public struct GatewayServer: Sendable {
             let builder = HTTPServerBuilder { responder in
                 ALPNChannel(
                     certificates: certificates, http1: http1Builder(responder, true),
-                    http2: HTTP2Channel(responder: responder, configuration: .init(streamConfiguration: http1Configuration(true)))
+                    http2: AppHTTP2Channel(responder: responder, streamHandlers: http1Configuration(true).additionalChannelHandlers)
                 )
             }
             listen(.tls, tlsAddress, builder, api)

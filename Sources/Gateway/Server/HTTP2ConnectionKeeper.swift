@@ -1,0 +1,120 @@
+import NIOCore
+import NIOHTTP2
+
+/// The life of one HTTP/2 connection as a whole, after NIO's HTTP/2 handler (`AppHTTP2Channel`): a graceful
+/// shutdown that lets the streams in flight finish, the end of a connection whose client stopped sending, and no
+/// endless pings.
+///
+/// A graceful shutdown (`ChannelShouldQuiesceEvent`) follows RFC 9113 §6.8: a GOAWAY naming the highest stream id,
+/// so a client sending new streams that very moment does not lose them, and a PING; once the PING comes back, the
+/// streams the client could have opened are all here, and a second GOAWAY names the last of them. The connection
+/// closes when those have finished. (The server's grace period ends a client that never answers.)
+final class HTTP2ConnectionKeeper: ChannelDuplexHandler {
+    typealias InboundIn = HTTP2Frame
+    typealias InboundOut = HTTP2Frame
+    typealias OutboundIn = HTTP2Frame
+    typealias OutboundOut = HTTP2Frame
+
+    /// PINGs a client may send while it has no stream open before it is told to calm down (GOAWAY
+    /// ENHANCE_YOUR_CALM) and closed: each costs an answer, and a flood of them costs the server for nothing.
+    static let pingsAllowedWithoutStreams = 10
+    /// The opaque data of the PING that follows the first GOAWAY.
+    static let shutdownPing = HTTP2PingData(withInteger: 0x6D65_7368_6761_7465)  // "meshgate"
+
+    private enum Phase {
+        case serving
+        /// The first GOAWAY and the PING are out.
+        case awaitingPingAck
+        /// The second GOAWAY is out: the connection ends with its last stream.
+        case closing
+    }
+
+    private var phase = Phase.serving
+    private var openStreams: Set<HTTP2StreamID> = []
+    private var lastStreamID = HTTP2StreamID.rootStream
+    private var pingsWithoutStreams = 0
+    /// The client will send nothing more: the connection ends with its last stream.
+    private var inputClosed = false
+    private var context: ChannelHandlerContext?
+
+    /// NIO's HTTP/2 handler reports streams here; it calls on the connection's event loop.
+    var streamDelegate: some NIOHTTP2StreamDelegate { Delegate(keeper: NIOLoopBound(self, eventLoop: eventLoop)) }
+    private let eventLoop: any EventLoop
+
+    init(eventLoop: any EventLoop) { self.eventLoop = eventLoop }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        if case .ping(let ping, let ack) = frame.payload {
+            if ack, ping == Self.shutdownPing, phase == .awaitingPingAck {
+                phase = .closing
+                goAway(lastStreamID: lastStreamID, context: context)
+                closeIfDone(context: context)
+            } else if !ack, openStreams.isEmpty {
+                pingsWithoutStreams += 1
+                if pingsWithoutStreams > Self.pingsAllowedWithoutStreams {
+                    goAway(lastStreamID: lastStreamID, error: .enhanceYourCalm, context: context)
+                    context.close(promise: nil)
+                    return
+                }
+            }
+        }
+        context.fireChannelRead(data)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        switch event {
+        case is ChannelShouldQuiesceEvent:
+            if phase == .serving {
+                phase = .awaitingPingAck
+                goAway(lastStreamID: .maxID, context: context)
+                context.writeAndFlush(wrapOutboundOut(HTTP2Frame(streamID: .rootStream, payload: .ping(Self.shutdownPing, ack: false))), promise: nil)
+            }
+        case ChannelEvent.inputClosed:
+            inputClosed = true
+            closeIfDone(context: context)
+        default:
+            break
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A protocol error on the connection (NIO has sent its GOAWAY): nothing more can be served on it.
+        context.close(promise: nil)
+    }
+
+    private func streamOpened(_ id: HTTP2StreamID) {
+        openStreams.insert(id)
+        lastStreamID = max(lastStreamID, id)
+        pingsWithoutStreams = 0
+    }
+
+    private func streamClosed(_ id: HTTP2StreamID) {
+        openStreams.remove(id)
+        if let context { closeIfDone(context: context) }
+    }
+
+    private func closeIfDone(context: ChannelHandlerContext) {
+        if openStreams.isEmpty, phase == .closing || inputClosed { context.close(promise: nil) }
+    }
+
+    private func goAway(lastStreamID: HTTP2StreamID, error: HTTP2ErrorCode = .noError, context: ChannelHandlerContext) {
+        let frame = HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: lastStreamID, errorCode: error, opaqueData: nil))
+        context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
+    }
+
+    private struct Delegate: NIOHTTP2StreamDelegate {
+        let keeper: NIOLoopBound<HTTP2ConnectionKeeper>
+
+        func streamCreated(_ id: HTTP2StreamID, channel: any Channel) { keeper.value.streamOpened(id) }
+        func streamClosed(_ id: HTTP2StreamID, channel: any Channel) { keeper.value.streamClosed(id) }
+    }
+}
+
+@available(*, unavailable)
+extension HTTP2ConnectionKeeper: Sendable {}
