@@ -164,6 +164,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOFoundationEssentialsCompat", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),  // the HTTP server behind the agent stream pool tests
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),  // the HTTP/2 connection keeper's frames
                 .product(name: "Logging", package: "swift-log"),
                 "MeshgateTesting",  // the loopback agent mesh
             ],

@@ -1,0 +1,72 @@
+import NIOCore
+import NIOEmbedded
+import NIOHTTP2
+import Testing
+
+@testable import Gateway
+
+/// The connection keeper alone, fed frames and events on an embedded channel.
+@Suite struct HTTP2ConnectionKeeperTests {
+    func connection() throws -> (EmbeddedChannel, HTTP2ConnectionKeeper) {
+        let channel = EmbeddedChannel()
+        let keeper = HTTP2ConnectionKeeper(eventLoop: channel.eventLoop)
+        try channel.pipeline.syncOperations.addHandler(keeper)
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 443)).wait()
+        return (channel, keeper)
+    }
+
+    func goAways(_ channel: EmbeddedChannel) throws -> [(HTTP2StreamID, HTTP2ErrorCode)] {
+        var found: [(HTTP2StreamID, HTTP2ErrorCode)] = []
+        while let frame = try channel.readOutbound(as: HTTP2Frame.self) {
+            if case .goAway(let last, let code, _) = frame.payload { found.append((last, code)) }
+        }
+        return found
+    }
+
+    func ping(_ data: UInt64 = 1, ack: Bool = false) -> HTTP2Frame {
+        HTTP2Frame(streamID: .rootStream, payload: .ping(HTTP2PingData(withInteger: data), ack: ack))
+    }
+
+    @Test func aPingFloodWithoutStreamsIsToldToCalmDown() throws {
+        let (channel, keeper) = try connection()
+        let delegate = keeper.streamDelegate
+        for _ in 0..<HTTP2ConnectionKeeper.pingsAllowedWithoutStreams { try channel.writeInbound(ping()) }
+        // A stream starts the count again.
+        delegate.streamCreated(HTTP2StreamID(1), channel: channel)
+        delegate.streamClosed(HTTP2StreamID(1), channel: channel)
+        for _ in 0..<HTTP2ConnectionKeeper.pingsAllowedWithoutStreams { try channel.writeInbound(ping()) }
+        #expect(channel.isActive)
+        try channel.writeInbound(ping())
+        let sent = try goAways(channel)
+        #expect(sent.count == 1 && sent.first?.0 == HTTP2StreamID(1) && sent.first?.1 == .enhanceYourCalm)
+        #expect(!channel.isActive)
+    }
+
+    @Test func aGracefulShutdownWaitsForThePingAndTheLastStream() throws {
+        let (channel, keeper) = try connection()
+        let delegate = keeper.streamDelegate
+        delegate.streamCreated(HTTP2StreamID(3), channel: channel)
+        channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        #expect(try goAways(channel).map(\.0) == [.maxID])
+        // Another client's ping is not the one that ends the first phase.
+        try channel.writeInbound(ping(7, ack: true))
+        #expect(try goAways(channel).isEmpty)
+        delegate.streamCreated(HTTP2StreamID(5), channel: channel)
+        try channel.writeInbound(HTTP2Frame(streamID: .rootStream, payload: .ping(HTTP2ConnectionKeeper.shutdownPing, ack: true)))
+        #expect(try goAways(channel).map(\.0) == [HTTP2StreamID(5)])
+        delegate.streamClosed(HTTP2StreamID(3), channel: channel)
+        #expect(channel.isActive)
+        delegate.streamClosed(HTTP2StreamID(5), channel: channel)
+        #expect(!channel.isActive)
+    }
+
+    @Test func aClientThatStoppedSendingIsClosedAfterItsLastStream() throws {
+        let (channel, keeper) = try connection()
+        let delegate = keeper.streamDelegate
+        delegate.streamCreated(HTTP2StreamID(1), channel: channel)
+        channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        #expect(channel.isActive)
+        delegate.streamClosed(HTTP2StreamID(1), channel: channel)
+        #expect(!channel.isActive)
+    }
+}
