@@ -1,3 +1,4 @@
+import NIOCore
 import Testing
 
 @testable import Tunnel
@@ -211,5 +212,19 @@ final class DirectPair {
         #expect(Endpoint(text: "203.0.113.7:41641") == .udp(address: [203, 0, 113, 7], port: 41641))
         #expect(Endpoint(text: "[2001:db8::1]:5") == .udp(address: [0x20, 0x01, 0x0d, 0xb8] + Array(repeating: 0, count: 11) + [1], port: 5))
         #expect(Endpoint(text: "example.com:5") == nil && Endpoint(text: "1.2.3.4") == nil)
+    }
+
+    /// Socket addresses and endpoints convert through the raw `sockaddr` bytes, as the text forms agree.
+    @Test func endpointSocketAddresses() throws {
+        for (text, port) in [("203.0.113.7", 41641), ("2001:db8::1", 5), ("::ffff:192.0.2.1", 65535), ("0.0.0.0", 1)] {
+            let address = try SocketAddress(ipAddress: text, port: port)
+            let endpoint = try #require(Endpoint(address))
+            let bytes = try #require(Endpoint(text: text.contains(":") ? "[\(text)]:1" : "\(text):1").flatMap(\.addressBytes))
+            #expect(endpoint == .udp(address: bytes, port: UInt16(port)), "\(text)")
+            let back = try #require(endpoint.socketAddress)
+            #expect(back.ipAddress == address.ipAddress && back.port == port && back.protocol == address.protocol, "\(text)")
+        }
+        #expect(Endpoint.derp(region: 1, node: NodePrivateKey.generate().publicKey).socketAddress == nil)
+        #expect(Endpoint(try SocketAddress(unixDomainSocketPath: "/tmp/x")) == nil)
     }
 }

@@ -2,22 +2,30 @@ import NIOCore
 import NIOPosix
 
 extension Endpoint {
-    /// The UDP endpoint of a socket address.
+    /// The UDP endpoint of a socket address. Both directions run for every datagram, so they copy the address
+    /// bytes out of and into the `sockaddr` itself: through text (`ipAddress`, inet_ntop and inet_pton) they were
+    /// a good part of the cost of a packet.
     init?(_ address: SocketAddress) {
-        guard let ip = address.ipAddress, let port = address.port else { return nil }
-        if let v4 = IPAddressBytes.parse(ip, family: AF_INET) {
-            self = .udp(address: v4, port: UInt16(port))
-        } else if let v6 = IPAddressBytes.parse(ip, family: AF_INET6) {
-            self = .udp(address: v6, port: UInt16(port))
-        } else {
-            return nil
+        // Where the address sits in `sockaddr_in` (after family and port) and in `sockaddr_in6` (after the flow
+        // label too): the same on every platform SwiftNIO runs on.
+        let (offset, count): (Int, Int)
+        switch address.protocol {
+        case .inet: (offset, count) = (4, 4)
+        case .inet6: (offset, count) = (8, 16)
+        default: return nil
         }
+        guard let port = address.port else { return nil }
+        let bytes = address.withSockAddr { pointer, length in
+            length >= offset + count ? Array(UnsafeRawBufferPointer(start: UnsafeRawPointer(pointer) + offset, count: count)) : nil
+        }
+        guard let bytes else { return nil }
+        self = .udp(address: bytes, port: UInt16(port))
     }
 
     /// The socket address of a UDP endpoint; nil for relayed ones.
     var socketAddress: SocketAddress? {
-        guard case .udp(let address, let port) = self, let text = IPAddressBytes.format(address) else { return nil }
-        return try? SocketAddress(ipAddress: text, port: Int(port))
+        guard case .udp(let address, let port) = self else { return nil }
+        return try? SocketAddress(packedIPAddress: ByteBuffer(bytes: address), port: Int(port))
     }
 }
 
