@@ -265,10 +265,6 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler, 
             let length = response.headers.first(name: "content-length").flatMap(Int.init)
             awaitingWholeBody = length.map { $0 > 0 && $0 <= Self.wholeBodyLimit } ?? false
             cancelTimers()
-            if awaitingWholeBody {
-                // Throws only on a loop that is shutting down, which ends the stream anyway.
-                wholeBodyTimer = try? context.eventLoop.assumeIsolated().scheduleCallback(in: Self.wholeBodyPatience, handler: self)
-            }
         case .body(let chunk):
             queue.append(chunk)
             bufferedBytes += chunk.readableBytes
@@ -294,7 +290,16 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler, 
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        if startPending, !awaitingWholeBody { deliverStart() }
+        if startPending {
+            if !awaitingWholeBody {
+                deliverStart()
+            } else if wholeBodyTimer == nil {
+                // The body did not come with the head in this read: it gets its patience from now. (Usually it
+                // came, and its end delivered the start before any timer was needed.)
+                // Throws only on a loop that is shutting down, which ends the stream anyway.
+                wholeBodyTimer = try? context.eventLoop.assumeIsolated().scheduleCallback(in: Self.wholeBodyPatience, handler: self)
+            }
+        }
         context.fireChannelReadComplete()
     }
 

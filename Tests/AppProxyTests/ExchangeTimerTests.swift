@@ -7,8 +7,9 @@ import Tunnel
 
 @testable import AppProxy
 
-/// The stream's one response-head timer, on an embedded loop whose clock moves only when told.
-@Suite struct ResponseHeadDeadlineTests {
+/// An exchange's timers (the stream's response-head deadline, the wait for a small body), on an embedded loop whose
+/// clock moves only when told.
+@Suite struct ExchangeTimerTests {
     /// Takes streams back and forgets them.
     struct Keeps: AgentStreamSource {
         func checkout(agent: UUID, port: UInt16) async throws -> AgentStreamLease { throw ChannelError.ioOnClosedChannel }
@@ -72,5 +73,38 @@ import Tunnel
         let second = Started(try exchange(on: channel, timeout: .seconds(1)))
         loop.advanceTime(by: .seconds(1))
         guard case .failure? = second.result else { Issue.record("the second exchange did not time out at its own deadline"); return }
+    }
+
+    /// A small response goes to the caller whole when its body follows the head within the patience, in this read
+    /// or a later one; a body slower than that leaves the head to go alone.
+    @Test func aSmallBodyIsWaitedForBriefly() throws {
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHTTPClientHandlers(enableOutboundHeaderValidation: false)
+        try channel.pipeline.syncOperations.addHandler(ResponseHeadDeadline())
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 80)).wait()
+        let loop = try #require(channel.eventLoop as? EmbeddedEventLoop)
+        let head = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+
+        // All in one read: at once, whole.
+        let together = Started(try exchange(on: channel, timeout: .seconds(10)))
+        try channel.writeInbound(ByteBuffer(string: head + "hello"))
+        guard case .success(let whole)? = together.result else { Issue.record("no start"); return }
+        #expect(AgentHTTPExchange.wholeBody(whole.parts) == ByteBuffer(string: "hello"))
+
+        // The body in a later read, within the patience: still whole.
+        let later = Started(try exchange(on: channel, timeout: .seconds(10)))
+        try channel.writeInbound(ByteBuffer(string: head))
+        loop.advanceTime(by: HTTPExchangeHandler.wholeBodyPatience - .milliseconds(1))
+        #expect(later.result == nil)
+        try channel.writeInbound(ByteBuffer(string: "hello"))
+        guard case .success(let joined)? = later.result else { Issue.record("no start"); return }
+        #expect(AgentHTTPExchange.wholeBody(joined.parts) == ByteBuffer(string: "hello"))
+
+        // A body slower than that: the head goes alone when the patience ends.
+        let slow = Started(try exchange(on: channel, timeout: .seconds(10)))
+        try channel.writeInbound(ByteBuffer(string: head))
+        loop.advanceTime(by: HTTPExchangeHandler.wholeBodyPatience)
+        guard case .success(let alone)? = slow.result else { Issue.record("the head waited past the patience"); return }
+        #expect(alone.head.status == .ok && alone.parts.isEmpty)
     }
 }
