@@ -25,6 +25,14 @@ import Tunnel
         return try #require(try HTTPExchangeHandler.install(head, on: lease, returningTo: Keeps(), responseHeadTimeout: timeout, bodyless: true)?.exchange)
     }
 
+    /// A stream as the pool sets it up (codec and response-head deadline), connected.
+    func pooledStream() throws -> (EmbeddedChannel, EmbeddedEventLoop) {
+        let channel = EmbeddedChannel()
+        try AppUpstreamHTTP.addCodec(to: channel)
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 80)).wait()
+        return (channel, try #require(channel.eventLoop as? EmbeddedEventLoop))
+    }
+
     /// How an exchange started, once it did.
     final class Started {
         var result: Result<HTTPExchangeHandler.Start, any Error>?
@@ -34,12 +42,7 @@ import Tunnel
     /// A second exchange on the stream keeps its own deadline: the timer the first one armed fires first, finds the
     /// second not yet due, and comes back for it.
     @Test func eachExchangeGetsItsOwnDeadline() throws {
-        let channel = EmbeddedChannel()
-        try channel.pipeline.syncOperations.addHTTPClientHandlers(enableOutboundHeaderValidation: false)
-        let deadline = ResponseHeadDeadline()
-        try channel.pipeline.syncOperations.addHandler(deadline)
-        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 80)).wait()
-        let loop = try #require(channel.eventLoop as? EmbeddedEventLoop)
+        let (channel, loop) = try pooledStream()
 
         let first = try exchange(on: channel, timeout: .seconds(10))
         let firstStart = Started(first)
@@ -61,11 +64,7 @@ import Tunnel
 
     /// A shorter deadline than the running timer's moves the timer.
     @Test func aSoonerDeadlineMovesTheTimer() throws {
-        let channel = EmbeddedChannel()
-        try channel.pipeline.syncOperations.addHTTPClientHandlers(enableOutboundHeaderValidation: false)
-        try channel.pipeline.syncOperations.addHandler(ResponseHeadDeadline())
-        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 80)).wait()
-        let loop = try #require(channel.eventLoop as? EmbeddedEventLoop)
+        let (channel, loop) = try pooledStream()
 
         let first = try exchange(on: channel, timeout: .seconds(60))
         try channel.writeInbound(ByteBuffer(string: ok))
@@ -78,11 +77,7 @@ import Tunnel
     /// A small response goes to the caller whole when its body follows the head within the patience, in this read
     /// or a later one; a body slower than that leaves the head to go alone.
     @Test func aSmallBodyIsWaitedForBriefly() throws {
-        let channel = EmbeddedChannel()
-        try channel.pipeline.syncOperations.addHTTPClientHandlers(enableOutboundHeaderValidation: false)
-        try channel.pipeline.syncOperations.addHandler(ResponseHeadDeadline())
-        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 80)).wait()
-        let loop = try #require(channel.eventLoop as? EmbeddedEventLoop)
+        let (channel, loop) = try pooledStream()
         let head = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
 
         // All in one read: at once, whole.
