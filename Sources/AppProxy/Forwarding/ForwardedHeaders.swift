@@ -51,7 +51,7 @@ public enum ForwardedHeaders {
         _ headers: some Sequence<(name: String, value: String)>, connection: [String], purpose: Purpose, upstreamHost: String,
         origin: ForwardingOrigin
     ) -> HTTPHeaders {
-        let listed = Set(connection.flatMap(tokens))
+        let listed = listedHeaders(connection)
         var forwarded = HTTPHeaders()
         forwarded.reserveCapacity(headers.underestimatedCount + 4)
         forwarded.add(name: "Host", value: upstreamHost)
@@ -119,7 +119,7 @@ public enum ForwardedHeaders {
     }
 
     private static func forEachResponseHeader(_ headers: HTTPHeaders, _ keep: (String, String) -> Void) {
-        let listed = connectionTokens(headers)
+        let listed = listedHeaders(headers["connection"])
         for (name, value) in headers {
             let lowercased = name.lowercased()
             if hopByHop.contains(lowercased) || lowercased.hasPrefix("proxy-") || listed.contains(lowercased) { continue }
@@ -131,9 +131,11 @@ public enum ForwardedHeaders {
         }
     }
 
-    /// The header names a `Connection` header lists (lowercased): hop-by-hop by that listing.
-    static func connectionTokens(_ headers: HTTPHeaders) -> Set<String> {
-        Set(headers["connection"].flatMap(tokens))
+    /// The header names `Connection` values list (lowercased), less those that go anyway: hop-by-hop by that
+    /// listing. Usually `keep-alive` alone, so usually empty (no set built on every response).
+    static func listedHeaders(_ connection: [String]) -> [String] {
+        guard !connection.isEmpty else { return [] }
+        return connection.flatMap(tokens).filter { !hopByHop.contains($0) }
     }
 
     private static func tokens(_ value: String) -> [String] {
