@@ -143,23 +143,58 @@ def test_sigterm_drains_in_flight_request_then_exits_cleanly(start_server):
     assert any(r.get("message") == "meshgate stopped" for r in server.log_lines)
 
 
+class H2Frames:
+    """The server's HTTP/2 frames, read with hyperframe (python-h2 ends a connection at the first GOAWAY), with
+    the PING and SETTINGS acknowledgements a client owes sent back."""
+
+    def __init__(self, tls):
+        self.tls, self.buffered, self.frames = tls, b"", []
+
+    def next(self):
+        from hyperframe.frame import Frame, PingFrame, SettingsFrame
+        while True:
+            if len(self.buffered) >= 9:
+                frame, length = Frame.parse_frame_header(memoryview(self.buffered[:9]))
+                if len(self.buffered) >= 9 + length:
+                    frame.parse_body(memoryview(self.buffered[9:9 + length]))
+                    self.buffered = self.buffered[9 + length:]
+                    if isinstance(frame, PingFrame) and "ACK" not in frame.flags:
+                        self.tls.sendall(PingFrame(0, opaque_data=frame.opaque_data, flags=["ACK"]).serialize())
+                    elif isinstance(frame, SettingsFrame) and "ACK" not in frame.flags:
+                        self.tls.sendall(SettingsFrame(0, flags=["ACK"]).serialize())
+                    self.frames.append(frame)
+                    return frame
+            data = self.tls.recv(65536)
+            if not data:
+                return None
+            self.buffered += data
+
+    def until(self, done):
+        while not any(done(f) for f in self.frames):
+            assert self.next() is not None, f"the connection closed first: {self.frames}"
+
+
+def h2_client(validate=True):
+    import h2.config
+    import h2.connection
+    client = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True, validate_outbound_headers=validate))
+    client.initiate_connection()
+    return client
+
+
 def test_sigterm_drains_an_http2_stream_in_flight_with_goaway(start_server):
     """An HTTP/2 connection in a graceful shutdown: a GOAWAY naming the highest stream id, a PING, and once that
     comes back a GOAWAY naming the last stream (RFC 9113 6.8); the stream in flight is still answered, then the
-    connection closes and the server exits with status 0. python-h2 writes the client's frames; the server's are
-    read with hyperframe and hpack (h2 itself ends a connection at the first GOAWAY)."""
-    import h2.config
-    import h2.connection
+    connection closes and the server exits with status 0."""
     import hpack
-    from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, PingFrame, SettingsFrame
+    from hyperframe.frame import GoAwayFrame, HeadersFrame
 
     server = start_server("--tls-address", "127.0.0.1:0", "--http-address", "")
     body = json.dumps({"email": "owner@example.com", "username": "owner", "password": "correct horse battery"}).encode()
     with insecure_context(alpn=["h2"]).wrap_socket(socket.create_connection(server.address("tls"))) as tls:
         assert tls.selected_alpn_protocol() == "h2"
         tls.settimeout(15)
-        client = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
-        client.initiate_connection()
+        client = h2_client()
         client.send_headers(1, [(":method", "POST"), (":path", "/api/v2/users/first"), (":scheme", "https"),
                                 (":authority", "x"), ("content-type", "application/json"),
                                 ("content-length", str(len(body)))])
@@ -169,43 +204,37 @@ def test_sigterm_drains_an_http2_stream_in_flight_with_goaway(start_server):
         server.process.send_signal(signal.SIGTERM)
         server.wait_for_log("Shutting down")
 
-        buffered, frames, decoder = b"", [], hpack.Decoder()
-
-        def next_frame():
-            nonlocal buffered
-            while True:
-                if len(buffered) >= 9:
-                    frame, length = Frame.parse_frame_header(memoryview(buffered[:9]))
-                    if len(buffered) >= 9 + length:
-                        frame.parse_body(memoryview(buffered[9:9 + length]))
-                        buffered = buffered[9 + length:]
-                        return frame
-                data = tls.recv(65536)
-                if not data:
-                    return None
-                buffered += data
-
-        def answer(frame):
-            if isinstance(frame, PingFrame) and "ACK" not in frame.flags:
-                tls.sendall(PingFrame(0, opaque_data=frame.opaque_data, flags=["ACK"]).serialize())
-            elif isinstance(frame, SettingsFrame) and "ACK" not in frame.flags:
-                tls.sendall(SettingsFrame(0, flags=["ACK"]).serialize())
-
-        while not any(isinstance(f, GoAwayFrame) for f in frames):
-            frame = next_frame()
-            assert frame is not None, "the connection closed without a GOAWAY"
-            frames.append(frame)
-            answer(frame)
+        frames = H2Frames(tls)
+        frames.until(lambda f: isinstance(f, GoAwayFrame))
         client.send_data(1, body[10:], end_stream=True)
         tls.sendall(client.data_to_send())
-        while (frame := next_frame()) is not None:
-            frames.append(frame)
-            answer(frame)
-        goaways = [(f.last_stream_id, f.error_code) for f in frames if isinstance(f, GoAwayFrame)]
+        while frames.next() is not None:
+            pass
+        goaways = [(f.last_stream_id, f.error_code) for f in frames.frames if isinstance(f, GoAwayFrame)]
         assert goaways == [(2**31 - 1, 0), (1, 0)], goaways
-        statuses = [dict(decoder.decode(f.data)).get(":status") for f in frames if isinstance(f, HeadersFrame) and f.stream_id == 1]
-        assert statuses == ["201"], frames
+        decoder = hpack.Decoder()
+        statuses = [dict(decoder.decode(f.data)).get(":status") for f in frames.frames
+                    if isinstance(f, HeadersFrame) and f.stream_id == 1]
+        assert statuses == ["201"], frames.frames
     assert server.process.wait(timeout=20) == 0
+
+
+def test_an_http2_request_that_is_not_http_is_refused_at_once(start_server):
+    """A HEADERS frame that cannot become an HTTP request (a method that is not a token) is refused at once with
+    RST_STREAM, not left open with no answer (the connection then ends, as a malformed frame's does); the
+    server goes on serving other connections."""
+    from hyperframe.frame import RstStreamFrame
+
+    server = start_server("--tls-address", "127.0.0.1:0", "--http-address", "")
+    with insecure_context(alpn=["h2"]).wrap_socket(socket.create_connection(server.address("tls"))) as tls:
+        tls.settimeout(10)
+        client = h2_client(validate=False)
+        client.send_headers(1, [(":method", "G T"), (":path", "/healthz"), (":scheme", "https"), (":authority", "x")],
+                            end_stream=True)
+        tls.sendall(client.data_to_send())
+        frames = H2Frames(tls)
+        frames.until(lambda f: isinstance(f, RstStreamFrame) and f.stream_id == 1)
+    assert curl("--http2", "-w", " %{http_version}", server.url("tls", "/healthz")) == "OK 2"
 
 
 def test_metrics_on_prometheus_address(start_server):

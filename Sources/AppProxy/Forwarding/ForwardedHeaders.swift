@@ -132,10 +132,12 @@ public enum ForwardedHeaders {
     }
 
     /// The header names `Connection` values list (lowercased), less those that go anyway: hop-by-hop by that
-    /// listing. Usually `keep-alive` alone, so usually empty (no set built on every response).
-    static func listedHeaders(_ connection: [String]) -> [String] {
+    /// listing. Usually `keep-alive` alone, so usually empty, and an empty set allocates nothing. A set, not an
+    /// array: every header is looked up in it, and a request may carry thousands of both.
+    static func listedHeaders(_ connection: [String]) -> Set<String> {
         guard !connection.isEmpty else { return [] }
-        return connection.flatMap(tokens).filter { !hopByHop.contains($0) }
+        let listed = connection.flatMap(tokens).filter { !hopByHop.contains($0) }
+        return listed.isEmpty ? [] : Set(listed)
     }
 
     private static func tokens(_ value: String) -> [String] {

@@ -94,6 +94,12 @@ private final class StreamHandOff: ChannelInboundHandler, RemovableChannelHandle
         context.fireChannelRead(data)
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
+
+    /// An error before any request part got here (a request NIO could not turn into HTTP, or one the fast path
+    /// held until its answer was out): nobody else would end the stream, which would then hold its slot.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
 }
 
 @available(*, unavailable)

@@ -2,8 +2,8 @@ import NIOCore
 import NIOHTTP2
 
 /// The life of one HTTP/2 connection as a whole, after NIO's HTTP/2 handler (`AppHTTP2Channel`): a graceful
-/// shutdown that lets the streams in flight finish, the end of a connection whose client stopped sending, and no
-/// endless pings.
+/// shutdown that lets the streams in flight finish, the end of a connection whose client stopped sending (at
+/// once: a stream still waiting for its request could never finish), and no ping floods.
 ///
 /// A graceful shutdown (`ChannelShouldQuiesceEvent`) follows RFC 9113 §6.8: a GOAWAY naming the highest stream id,
 /// so a client sending new streams that very moment does not lose them, and a PING; once the PING comes back, the
@@ -15,9 +15,12 @@ final class HTTP2ConnectionKeeper: ChannelDuplexHandler {
     typealias OutboundIn = HTTP2Frame
     typealias OutboundOut = HTTP2Frame
 
-    /// PINGs a client may send while it has no stream open before it is told to calm down (GOAWAY
-    /// ENHANCE_YOUR_CALM) and closed: each costs an answer, and a flood of them costs the server for nothing.
-    static let pingsAllowedWithoutStreams = 10
+    /// A PING sooner than this after the one before is a strike; past `pingStrikesAllowed` strikes the client is
+    /// told to calm down (GOAWAY ENHANCE_YOUR_CALM) and closed. Each PING costs an answer, and a flood of them
+    /// costs the server for nothing; keepalive pings (gRPC, Go, OkHttp send one every few seconds at most) never
+    /// strike, with or without streams open.
+    static let minimumPingInterval = TimeAmount.seconds(1)
+    static let pingStrikesAllowed = 10
     /// The opaque data of the PING that follows the first GOAWAY.
     static let shutdownPing = HTTP2PingData(withInteger: 0x6D65_7368_6761_7465)  // "meshgate"
 
@@ -32,9 +35,8 @@ final class HTTP2ConnectionKeeper: ChannelDuplexHandler {
     private var phase = Phase.serving
     private var openStreams: Set<HTTP2StreamID> = []
     private var lastStreamID = HTTP2StreamID.rootStream
-    private var pingsWithoutStreams = 0
-    /// The client will send nothing more: the connection ends with its last stream.
-    private var inputClosed = false
+    private var pingStrikes = 0
+    private var lastPing: NIODeadline?
     private var context: ChannelHandlerContext?
 
     /// NIO's HTTP/2 handler reports streams here; it calls on the connection's event loop.
@@ -54,9 +56,11 @@ final class HTTP2ConnectionKeeper: ChannelDuplexHandler {
                 phase = .closing
                 goAway(lastStreamID: lastStreamID, context: context)
                 closeIfDone(context: context)
-            } else if !ack, openStreams.isEmpty {
-                pingsWithoutStreams += 1
-                if pingsWithoutStreams > Self.pingsAllowedWithoutStreams {
+            } else if !ack {
+                let now = context.eventLoop.now
+                if let lastPing, now - lastPing < Self.minimumPingInterval { pingStrikes += 1 }
+                lastPing = now
+                if pingStrikes > Self.pingStrikesAllowed {
                     goAway(lastStreamID: lastStreamID, error: .enhanceYourCalm, context: context)
                     context.close(promise: nil)
                     return
@@ -75,8 +79,7 @@ final class HTTP2ConnectionKeeper: ChannelDuplexHandler {
                 context.writeAndFlush(wrapOutboundOut(HTTP2Frame(streamID: .rootStream, payload: .ping(Self.shutdownPing, ack: false))), promise: nil)
             }
         case ChannelEvent.inputClosed:
-            inputClosed = true
-            closeIfDone(context: context)
+            context.close(promise: nil)
         default:
             break
         }
@@ -91,7 +94,6 @@ final class HTTP2ConnectionKeeper: ChannelDuplexHandler {
     private func streamOpened(_ id: HTTP2StreamID) {
         openStreams.insert(id)
         lastStreamID = max(lastStreamID, id)
-        pingsWithoutStreams = 0
     }
 
     private func streamClosed(_ id: HTTP2StreamID) {
@@ -100,7 +102,7 @@ final class HTTP2ConnectionKeeper: ChannelDuplexHandler {
     }
 
     private func closeIfDone(context: ChannelHandlerContext) {
-        if openStreams.isEmpty, phase == .closing || inputClosed { context.close(promise: nil) }
+        if openStreams.isEmpty, phase == .closing { context.close(promise: nil) }
     }
 
     private func goAway(lastStreamID: HTTP2StreamID, error: HTTP2ErrorCode = .noError, context: ChannelHandlerContext) {
