@@ -104,7 +104,26 @@ import Tunnel
             #expect(page.status == 504 && page.body.contains("did not answer within"))
             #expect(page.headers.contains { $0.name == "content-length" && $0.value == String(page.body.utf8.count) })
             #expect(page.headers.contains { $0.name == "date" && $0.value.hasSuffix(" GMT") })
-            #expect(answers[1].body == "hello" && gateway.observer.served == 1)
+            // The timed-out stream was closed: the next request opens a new one, on the fast path too.
+            #expect(answers[1].body == "hello" && gateway.observer.served == 2)
+        }
+    }
+
+    /// Without an idle stream the fast path opens one, off the loop, and the next request reuses it; an open that
+    /// fails leaves the request to the full path, whose gate and pages decide as before.
+    @Test func aMissingStreamIsOpenedOnTheFastPath() async throws {
+        try await FastPathGateway.with { gateway in
+            let token = try await gateway.token()
+            gateway.fixture.streams.closeAll()
+            let opened = gateway.fixture.mesh.dialer.streamsOpened
+            let answers = try await gateway.exchange([.get("/hello", cookie: token), .get("/hello", cookie: token)])
+            #expect(answers.map(\.body) == ["hello", "hello"] && gateway.observer.served == 2)
+            #expect(gateway.fixture.mesh.dialer.streamsOpened == opened + 1)
+            // The agent is gone: the open fails, and the full path answers with its page.
+            gateway.fixture.streams.closeAll()
+            gateway.fixture.mesh.dialer.disconnect()
+            let page = try await gateway.exchange([.get("/hello", cookie: token)])[0]
+            #expect(page.status == 502 && gateway.observer.served == 2)
         }
     }
 

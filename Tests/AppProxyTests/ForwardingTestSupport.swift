@@ -40,15 +40,19 @@ final class TestAgentDialer: AgentStreamDialer {
     let agent: NodePublicKey
     let agentID: UUID
     private let opened = Atomic(0)
+    private let gone = Atomic(false)
 
     init(node: MeshNode, agent: NodePublicKey, agentID: UUID) { (self.node, self.agent, self.agentID) = (node, agent, agentID) }
 
     var streamsOpened: Int { opened.load(ordering: .relaxed) }
 
+    /// From now on the agent is "not connected" too.
+    func disconnect() { gone.store(true, ordering: .relaxed) }
+
     func openStream<Output: Sendable>(
         toAgent id: UUID, service: MeshService, initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Output>
     ) async throws -> Output {
-        guard id == agentID else { throw NotConnected() }
+        guard id == agentID, !gone.load(ordering: .relaxed) else { throw NotConnected() }
         opened.add(1, ordering: .relaxed)
         return try await node.openStream(to: agent, service: service, initializer: initializer)
     }

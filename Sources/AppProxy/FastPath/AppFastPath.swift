@@ -8,9 +8,10 @@ import Tunnel
 ///
 /// Most requests to an app are a browser fetching pages and assets with a token it got a minute ago. For those,
 /// Hummingbird's task, router and middleware, and the hops between its task and the event loops, cost more CPU
-/// than the forwarding itself. A request the fast path takes needs nothing that could wait: a GET without a body,
-/// a signed token this gateway verified or signed before (`AppGate.admitFromVerifiedToken`), and an idle stream
-/// to the app. Everything else, and anything that meets a stale stream before the app answers, goes the full way
+/// than the forwarding itself. A request the fast path takes needs nothing that could wait on the loop: a GET
+/// without a body and a signed token this gateway verified or signed before (`AppGate.admitFromVerifiedToken`).
+/// It goes on an idle stream to the app, or on one opened for it off the loop. Everything else, and anything that
+/// meets a stale stream, or a new one's failure, before the app answers, goes the full way
 /// (`AppProxyMiddleware`), which decides exactly as it would have.
 public struct AppFastPath: Sendable {
     let gate: AppGate
@@ -34,7 +35,8 @@ public struct AppFastPath: Sendable {
     struct Accepted: Sendable {
         let app: ResolvedApp
         let upstream: HTTPRequestHead
-        let lease: AgentStreamLease
+        /// An idle stream to the app; nil: one is opened.
+        let lease: AgentStreamLease?
         /// For the error page's format and the CORS decision.
         let wantsJSON: Bool
         let origin: String?
@@ -51,8 +53,9 @@ public struct AppFastPath: Sendable {
         else { return nil }
         let scheme = request.scheme ?? "https"
         guard let resolved = gate.admitFromVerifiedToken(app, cookieHeaders: request.headerFields[values: .cookie], secure: scheme == "https"),
-            !resolved.https, let lease = streams.idleLease(agent: resolved.agentID, port: resolved.port)
+            !resolved.https
         else { return nil }
+        let lease = streams.idleLease(agent: resolved.agentID, port: resolved.port)
         let origin = ForwardingOrigin(clientAddress: clientAddress, scheme: scheme, host: request.authority ?? "")
         return Accepted(
             app: resolved, upstream: AppForwarder.upstreamHead(request, app: resolved, path: upstreamPath, origin: origin), lease: lease,
@@ -81,9 +84,9 @@ public struct AppFastPath: Sendable {
         return (response, hasBody)
     }
 
-    /// The page for an exchange that failed before the app answered, as the full path words it.
+    /// The page for an exchange on an idle stream that failed before the app answered, as the full path words it.
     func errorResponse(_ cause: any Error, for accepted: Accepted) -> (head: HTTPResponse, body: ByteBuffer?) {
-        let failure = AgentHTTPExchangeFailure(stage: .request, cause: cause, heard: nil, reusedStream: accepted.lease.reused)
+        let failure = AgentHTTPExchangeFailure(stage: .request, cause: cause, heard: nil, reusedStream: accepted.lease?.reused ?? false)
         let error = AppForwardError.from(failure, port: accepted.app.port, https: false)
         return AppGateResponse.page(AppErrorPage.forwarding(error, app: accepted.app)).rendered(json: accepted.wantsJSON)
     }
@@ -106,7 +109,9 @@ struct FastExchangeOnLoop: @unchecked Sendable {
     /// How the request's start went, read on the stream's loop.
     enum Start: Sendable {
         case answered(FastExchangeOnLoop, HTTPExchangeHandler.Start)
-        /// The stream turned out stale before the app said anything: the full path tries again.
+        /// The stream turned out stale before the app said anything, or none could be opened, or a new one failed
+        /// before an answer: the full path decides (an agent gone is the gate's page at once; a new stream's failure
+        /// is worded with what the stream itself reported).
         case handOver
         case failed(any Error)
     }
@@ -117,7 +122,29 @@ struct FastExchangeOnLoop: @unchecked Sendable {
         _ accepted: AppFastPath.Accepted, streams: any AgentStreamSource, responseHeadTimeout: Duration,
         started: @escaping @Sendable (Start) -> Void
     ) {
-        let lease = accepted.lease
+        guard let lease = accepted.lease else {
+            // Opening waits for the mesh: off the loop, in a task, and on the new stream's loop from there.
+            Task {
+                let lease: AgentStreamLease
+                do {
+                    lease = try await streams.checkout(agent: accepted.app.agentID, port: accepted.app.port)
+                } catch {
+                    return started(.handOver)
+                }
+                begin(accepted, on: lease, streams: streams, responseHeadTimeout: responseHeadTimeout) { start in
+                    if case .failed = start, !lease.reused { return started(.handOver) }
+                    started(start)
+                }
+            }
+            return
+        }
+        begin(accepted, on: lease, streams: streams, responseHeadTimeout: responseHeadTimeout, started: started)
+    }
+
+    private static func begin(
+        _ accepted: AppFastPath.Accepted, on lease: AgentStreamLease, streams: any AgentStreamSource, responseHeadTimeout: Duration,
+        started: @escaping @Sendable (Start) -> Void
+    ) {
         let loop = lease.channel.eventLoop
         let install = { @Sendable () in
             let installed: (exchange: HTTPExchangeHandler, sniffer: FirstByteSniffer?)?
