@@ -25,7 +25,7 @@ import Tunnel
         return try #require(try HTTPExchangeHandler.install(head, on: lease, returningTo: Keeps(), responseHeadTimeout: timeout, bodyless: true)?.exchange)
     }
 
-    /// A stream as the pool sets it up (codec and response-head deadline), connected.
+    /// A stream as the pool sets it up, connected (its first exchange adds the response-head deadline).
     func pooledStream() throws -> (EmbeddedChannel, EmbeddedEventLoop) {
         let channel = EmbeddedChannel()
         try AppUpstreamHTTP.addCodec(to: channel)

@@ -92,7 +92,7 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler, 
 
     init(
         request: HTTPRequestHead, bodyless: Bool, acceptsUpgrade: Bool = false, responseHeadTimeout: Duration? = nil,
-        headDeadline: ResponseHeadDeadline = ResponseHeadDeadline(), outcome: HTTPExchangeOutcome? = nil, eventLoop: any EventLoop
+        headDeadline: ResponseHeadDeadline, outcome: HTTPExchangeOutcome? = nil, eventLoop: any EventLoop
     ) {
         self.headDeadline = headDeadline
         (self.request, self.bodyless, self.acceptsUpgrade, self.responseHeadTimeout) = (request, bodyless, acceptsUpgrade, responseHeadTimeout)
@@ -414,8 +414,14 @@ extension HTTPExchangeHandler {
             sniffer = FirstByteSniffer()
             try pipeline.addHandler(sniffer!, position: .first)
         }
-        // Pooled streams keep one (`AppUpstreamHTTP.addCodec`).
-        let headDeadline = (try? pipeline.handler(type: ResponseHeadDeadline.self)) ?? ResponseHeadDeadline()
+        // A stream's first exchange puts it in; the next ones find it.
+        let headDeadline: ResponseHeadDeadline
+        if let kept = lease.reused ? try? pipeline.handler(type: ResponseHeadDeadline.self) : nil {
+            headDeadline = kept
+        } else {
+            headDeadline = ResponseHeadDeadline()
+            try pipeline.addHandler(headDeadline)
+        }
         let exchange = HTTPExchangeHandler(
             request: request, bodyless: bodyless, acceptsUpgrade: acceptsUpgrade, responseHeadTimeout: responseHeadTimeout,
             headDeadline: headDeadline, outcome: outcome, eventLoop: lease.channel.eventLoop

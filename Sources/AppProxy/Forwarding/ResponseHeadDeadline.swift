@@ -5,8 +5,8 @@ import NIOHTTP1
 /// arms it once its request is out and disarms it when the response head is in. The timer moves only when an
 /// exchange is due before it fires; otherwise, firing, it finds the exchange then waiting and comes back at that
 /// one's deadline. A timer scheduled and cancelled for every request cost the mesh node's loop more than the rest
-/// of the exchange's bookkeeping. Sits in a pooled stream's pipeline (`AppUpstreamHTTP.addCodec`), seeing none of
-/// its traffic; a stream without one gets one per exchange.
+/// of the exchange's bookkeeping. Sits in the stream's pipeline from its first exchange on (`HTTPExchangeHandler
+/// .install`), seeing none of its traffic, and goes with the stream.
 final class ResponseHeadDeadline: ChannelInboundHandler, NIOScheduledCallbackHandler {
     /// Passed on untouched (NIO takes only inbound or outbound handlers).
     typealias InboundIn = HTTPClientResponsePart
@@ -15,7 +15,6 @@ final class ResponseHeadDeadline: ChannelInboundHandler, NIOScheduledCallbackHan
     private var exchange: HTTPExchangeHandler?
     private var due: NIODeadline?
     private var timer: (scheduled: NIOScheduledCallback, at: NIODeadline)?
-    private var inPipeline = false
 
     /// On the stream's loop.
     func arm(for exchange: HTTPExchangeHandler, at due: NIODeadline, on loop: any EventLoop) {
@@ -25,14 +24,8 @@ final class ResponseHeadDeadline: ChannelInboundHandler, NIOScheduledCallbackHan
         schedule(at: due, on: loop)
     }
 
-    func disarm() {
-        (exchange, due) = (nil, nil)
-        // Outside a pipeline nothing would cancel it later.
-        if !inPipeline, let running = timer {
-            timer = nil
-            running.scheduled.cancel()
-        }
-    }
+    /// The exchange is answered or failed; a running timer stays for the next one (or ends with the stream).
+    func disarm() { (exchange, due) = (nil, nil) }
 
     private func schedule(at deadline: NIODeadline, on loop: any EventLoop) {
         // Throws only on a loop that is shutting down, which ends the stream anyway.
@@ -52,10 +45,7 @@ final class ResponseHeadDeadline: ChannelInboundHandler, NIOScheduledCallbackHan
         }
     }
 
-    func handlerAdded(context: ChannelHandlerContext) { inPipeline = true }
-
     func handlerRemoved(context: ChannelHandlerContext) {
-        inPipeline = false
         timer?.scheduled.cancel()
         (timer, exchange, due) = (nil, nil, nil)
     }

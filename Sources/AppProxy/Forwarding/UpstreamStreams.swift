@@ -11,10 +11,9 @@ public enum AppUpstreamHTTP {
     /// NIO's client codec, without its check of every outgoing header: the heads sent on these streams are built
     /// by `ForwardedHeaders.request`, from HTTPTypes fields (whose values are legal by construction: invalid bytes
     /// become spaces) and values of the gateway's own, or are the http-check's constant ones. The check cost a
-    /// sixteenth of the busiest thread, the mesh node's. The stream's `ResponseHeadDeadline` comes with it.
+    /// sixteenth of the busiest thread, the mesh node's.
     public static func addCodec(to channel: any Channel) throws {
         try channel.pipeline.syncOperations.addHTTPClientHandlers(enableOutboundHeaderValidation: false)
-        try channel.pipeline.syncOperations.addHandler(ResponseHeadDeadline())
     }
 }
 

@@ -63,17 +63,10 @@ public final class AgentStreamPool: AgentStreamFailureReporting, IdleAgentStream
 
         /// The newest (`last`) or oldest idle stream of `key`, taken out.
         mutating func take(_ key: Key, last: Bool) -> Idle? {
+            guard byKey[key]?.isEmpty == false else { return nil }
             // In place: a copy of the list out of the dictionary would be copied again on removal.
-            let entry: Idle? = byKey[key].flatMap { entries in entries.isEmpty ? nil : (last ? entries.last : entries.first) }
-            guard let entry else { return nil }
-            if byKey[key]!.count == 1 {
-                byKey[key] = nil
-            } else if last {
-                byKey[key]!.removeLast()
-            } else {
-                byKey[key]!.removeFirst()
-            }
-            forgetOne(of: key.agent)
+            let entry = last ? byKey[key]!.removeLast() : byKey[key]!.removeFirst()
+            forget(1, of: key)
             return entry
         }
 
@@ -87,8 +80,8 @@ public final class AgentStreamPool: AgentStreamFailureReporting, IdleAgentStream
                 let count = entries.prefix { $0.since <= cutoff }.count
                 if count > 0 {
                     expired += entries.prefix(count)
-                    for _ in 0..<count { forgetOne(of: key.agent) }
-                    byKey[key] = count == entries.count ? nil : Array(entries.dropFirst(count))
+                    byKey[key]!.removeFirst(count)
+                    forget(count, of: key)
                 }
                 if count < entries.count { oldestLeft = min(oldestLeft ?? entries[count].since, entries[count].since) }
             }
@@ -98,14 +91,15 @@ public final class AgentStreamPool: AgentStreamFailureReporting, IdleAgentStream
         mutating func remove(_ channel: any Channel, _ key: Key) -> Idle? {
             guard let index = byKey[key]?.firstIndex(where: { $0.channel === channel }) else { return nil }
             let entry = byKey[key]!.remove(at: index)
-            if byKey[key]!.isEmpty { byKey[key] = nil }
-            forgetOne(of: key.agent)
+            forget(1, of: key)
             return entry
         }
 
-        private mutating func forgetOne(of agent: UUID) {
-            let left = (perAgent[agent] ?? 1) - 1
-            perAgent[agent] = left > 0 ? left : nil
+        /// Counts `count` streams of `key` as gone (already taken from its list), dropping what is left empty.
+        private mutating func forget(_ count: Int, of key: Key) {
+            if byKey[key]?.isEmpty == true { byKey[key] = nil }
+            let left = (perAgent[key.agent] ?? count) - count
+            perAgent[key.agent] = left > 0 ? left : nil
         }
     }
 
