@@ -1,3 +1,4 @@
+import CSodium
 import Foundation
 import Testing
 
@@ -107,6 +108,18 @@ func hex(_ text: String) -> [UInt8] { Hex.decode(text)! }
     }
 
     /// In-place AEAD: sealing then opening round-trips; any flipped bit fails.
+    /// Without `sodium_init` libsodium keeps its portable reference code (several times slower per packet). Its
+    /// CPU feature probe runs only there, so a feature every x86-64 and arm64 CPU has reads as absent until then.
+    /// (Exact when run alone: another test in the process may have started libsodium first.)
+    @Test func aDeviceStartsLibsodium() {
+        _ = WireGuardDevice(privateKey: .generate())
+        #if arch(x86_64)
+        #expect(sodium_runtime_has_sse2() == 1)
+        #elseif arch(arm64)
+        #expect(sodium_runtime_has_neon() == 1)
+        #endif
+    }
+
     @Test func aeadInPlace() {
         let key = AEAD.randomBytes(32)
         let sealed = AEAD.seal(Array("hello".utf8), counter: 7, key: key, associatedData: [1, 2])

@@ -1,6 +1,7 @@
 import CSodium
 import Foundation
 import NIOPosix
+import Tunnel
 
 /// argon2id password hashing through libsodium's `crypto_pwhash_str`.
 ///
@@ -28,7 +29,7 @@ public struct PasswordHasher: Sendable {
     private let decoyHash: String
 
     public init(cost: Cost = .interactive, threadPool: NIOThreadPool = .singleton) throws {
-        precondition(sodium_init() >= 0, "libsodium failed to initialise")
+        Sodium.start()
         self.cost = cost
         self.threadPool = threadPool
         self.decoyHash = try Self.hashSync(SecretToken.generate().secret, cost: cost)

@@ -49,6 +49,7 @@ public final class WireGuardDevice {
         makeTimestamp: @escaping () -> [UInt8] = WireGuardDevice.wallClockTimestamp,
         random: any RandomNumberGenerator = SystemRandomNumberGenerator()
     ) {
+        Sodium.start()
         self.privateKey = privateKey
         self.configuration = configuration
         self.makeEphemeral = makeEphemeral
