@@ -107,7 +107,6 @@ func hex(_ text: String) -> [UInt8] { Hex.decode(text)! }
         #expect(throws: Noise.Failure.self) { try Noise.consumeInitiation(initiation, localStatic: NodePrivateKey.generate()) }
     }
 
-    /// In-place AEAD: sealing then opening round-trips; any flipped bit fails.
     /// Without `sodium_init` libsodium keeps its portable reference code (several times slower per packet). Its
     /// CPU feature probe runs only there, so a feature every x86-64 and arm64 CPU has reads as absent until then.
     /// (Exact when run alone: another test in the process may have started libsodium first.)
@@ -120,6 +119,7 @@ func hex(_ text: String) -> [UInt8] { Hex.decode(text)! }
         #endif
     }
 
+    /// In-place AEAD: sealing then opening round-trips; any flipped bit fails.
     @Test func aeadInPlace() {
         let key = AEAD.randomBytes(32)
         let sealed = AEAD.seal(Array("hello".utf8), counter: 7, key: key, associatedData: [1, 2])
