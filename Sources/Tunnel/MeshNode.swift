@@ -39,48 +39,105 @@ public final class MeshNode: Sendable {
 
         init(device: WireGuardDevice, address: MeshAddress) { (self.device, self.address) = (device, address) }
 
-        /// Carries out the device's outputs: transmit over UDP, answer pings, complete ours, deliver the rest.
+        /// The single-entry cache of `transmit`: a peer's endpoint as a socket address (built per datagram, it
+        /// cost an allocation each time).
+        private var lastDestination: (endpoint: Endpoint, address: SocketAddress)?
+
+        /// Carries out the device's outputs: transmit over UDP or DERP, deliver the rest.
         func handle(_ outputs: [WireGuardDevice.Output]) {
-            // Relayed datagrams go out per region in one batch (one hop, one flush); no link to a region: dropped,
-            // as UDP would, and WireGuard's timers retry.
-            var relayed: [Int: [(packet: ByteBuffer, destination: NodePublicKey)]] = [:]
-            defer { for (region, batch) in relayed { derpLinks[region]?.send(batch) } }
+            var relayed = RelayedBatch()
+            carryOut(outputs, relayed: &relayed)
+            finish(relayed)
+        }
+
+        private func carryOut(_ outputs: [WireGuardDevice.Output], relayed: inout RelayedBatch) {
             for output in outputs {
                 switch output {
-                case .transmit(let datagram, .derp(let region, let node)):
-                    relayed[region, default: []].append((ByteBuffer(bytes: datagram), node))
                 case .transmit(let datagram, let endpoint):
-                    guard let channel, let remote = endpoint.socketAddress else { continue }
-                    let buffer = channel.allocator.buffer(bytes: datagram)
-                    channel.write(AddressedEnvelope(remoteAddress: remote, data: buffer), promise: nil)
+                    transmit(ByteBuffer(bytes: datagram), to: endpoint, relayed: &relayed)
                 case .deliver(let packet, let peer):
-                    if let reply = ICMPv6.reply(to: packet, local: address) {
-                        handle(device.send(reply, now: .now))
-                    } else if let (_, echo) = ICMPv6.parse(packet, reply: true), let ping = pings.removeValue(forKey: echo.sequence) {
-                        ping.promise.succeed(.now - ping.sentAt)
-                    } else if let streams, let datagram = UDPDatagram.decode(packet, verifyChecksum: false), datagram.destination == address,
-                        datagram.destinationPort == MeshStreamTransport.port
-                    {
-                        streams.receive(ByteBuffer(bytes: datagram.payload), from: peer)
-                    } else {
-                        onPacket(packet, peer)
-                    }
+                    deliver(ByteBuffer(bytes: packet), from: peer)
                 }
             }
+        }
+
+        /// A datagram from a path (UDP or DERP). Transport messages take the data path: opened into a buffer of
+        /// their own and handed on without another copy. Handshakes and cookies go the device's array path.
+        func receive(_ datagram: ByteBuffer, from endpoint: Endpoint) {
+            guard datagram.getInteger(at: datagram.readerIndex, as: UInt8.self) == WireGuardMessageType.transport.rawValue else {
+                return handle(device.receive(Array(datagram.readableBytesView), from: endpoint, now: .now))
+            }
+            let (outputs, delivery) = device.receiveTransport(datagram, from: endpoint, now: .now, allocator: allocator)
+            if !outputs.isEmpty { handle(outputs) }
+            if let (packet, peer) = delivery { deliver(packet, from: peer) }
+        }
+
+        /// An authenticated packet: stream datagrams to the streams, pings answered or matched, the rest to
+        /// `onPacket`.
+        private func deliver(_ packet: ByteBuffer, from peer: NodePublicKey) {
+            if let streams, let payload = UDPDatagram.payload(of: packet, to: address, port: MeshStreamTransport.port) {
+                return streams.receive(payload, from: peer)
+            }
+            let bytes = Array(packet.readableBytesView)
+            if let reply = ICMPv6.reply(to: bytes, local: address) {
+                handle(device.send(reply, now: .now))
+            } else if let (_, echo) = ICMPv6.parse(bytes, reply: true), let ping = pings.removeValue(forKey: echo.sequence) {
+                ping.promise.succeed(.now - ping.sentAt)
+            } else {
+                onPacket(bytes, peer)
+            }
+        }
+
+        /// Relayed datagrams go out per region in one batch (one hop, one flush).
+        typealias RelayedBatch = [Int: [(packet: ByteBuffer, destination: NodePublicKey)]]
+
+        private func transmit(_ datagram: ByteBuffer, to endpoint: Endpoint, relayed: inout RelayedBatch) {
+            if case .derp(let region, let node) = endpoint {
+                return relayed[region, default: []].append((datagram, node))
+            }
+            guard let channel else { return }
+            let remote: SocketAddress
+            if let last = lastDestination, last.endpoint == endpoint {
+                remote = last.address
+            } else {
+                guard let address = endpoint.socketAddress else { return }
+                lastDestination = (endpoint, address)
+                remote = address
+            }
+            channel.write(AddressedEnvelope(remoteAddress: remote, data: datagram), promise: nil)
+        }
+
+        /// Sends the relayed batch and flushes the socket. No link to a region: dropped, as UDP would, and
+        /// WireGuard's timers retry.
+        private func finish(_ relayed: RelayedBatch) {
+            for (region, batch) in relayed { derpLinks[region]?.send(batch) }
             channel?.flush()
         }
 
-        /// Stream-transport datagrams to `peer`'s mesh address, each in IPv6/UDP and then WireGuard.
+        private var allocator: ByteBufferAllocator { channel?.allocator ?? ByteBufferAllocator() }
+
+        /// Stream-transport datagrams to `peer`'s mesh address, each written once into the buffer the socket sends:
+        /// IPv6/UDP around it, then sealed in place by WireGuard.
         func transmitStreamDatagrams(_ datagrams: [ByteBuffer], to peer: NodePublicKey) {
             guard let destination = device.meshAddress(of: peer) else { return }
             let now = ContinuousClock.now
-            var outputs: [WireGuardDevice.Output] = []
-            for datagram in datagrams {
-                let packet = UDPDatagram.packet(source: address, destination: destination, sourcePort: MeshStreamTransport.port,
-                                        destinationPort: MeshStreamTransport.port, payload: datagram.readableBytesView)
-                outputs += device.send(packet, now: now)
+            let allocator = self.allocator
+            var relayed = RelayedBatch()
+            for payload in datagrams {
+                let packetLength = IPv6Header.length + UDPDatagram.headerLength + payload.readableBytes
+                var datagram = allocator.buffer(capacity: TransportCodec.sealedLength(of: packetLength))
+                datagram.writeRepeatingByte(0, count: TransportCodec.headerLength)
+                UDPDatagram.write(source: address, destination: destination, sourcePort: MeshStreamTransport.port,
+                                  destinationPort: MeshStreamTransport.port, payload: payload, into: &datagram)
+                if let endpoint = device.sealTransport(&datagram, to: peer, now: now) {
+                    transmit(datagram, to: endpoint, relayed: &relayed)
+                } else {
+                    // No session that can send it as it is: the device queues it, handshakes or rekeys.
+                    datagram.moveReaderIndex(forwardBy: TransportCodec.headerLength)
+                    carryOut(device.send(Array(datagram.readableBytesView), now: now), relayed: &relayed)
+                }
             }
-            handle(outputs)
+            finish(relayed)
         }
     }
 

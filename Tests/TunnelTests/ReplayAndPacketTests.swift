@@ -114,6 +114,9 @@ struct SplitMix: RandomNumberGenerator {
             while sum >> 16 != 0 { sum = (sum & 0xffff) + (sum >> 16) }
             #expect(IPv6Header.checksum(source: a.bytes, destination: b.bytes, nextHeader: 17, upperLayer: data) == ~UInt16(sum), "length \(length)")
             #expect(IPv6Header.checksum(source: a.bytes, destination: b.bytes, nextHeader: 17, upperLayer: data.lazy.map { $0 }) == ~UInt16(sum))
+            // Read in place from a whole packet, at an odd address too (loads are unaligned).
+            let packet = [0x55] + IPv6Header.packet(source: a, destination: b, nextHeader: 17, payload: data)
+            #expect(packet.withUnsafeBytes { IPv6Header.checksum(packet: UnsafeRawBufferPointer(rebasing: $0[1...]), nextHeader: 17) } == ~UInt16(sum))
         }
     }
 

@@ -50,12 +50,21 @@ public enum AEAD {
         _ ciphertext: UnsafeMutableRawBufferPointer, tag: UnsafeRawBufferPointer, counter: UInt64,
         key: UnsafeRawBufferPointer, associatedData: UnsafeRawBufferPointer = .init(start: nil, count: 0)
     ) -> Bool {
-        precondition(key.count == keyLength && tag.count == tagLength)
+        open(UnsafeRawBufferPointer(ciphertext), into: ciphertext, tag: tag, counter: counter, key: key, associatedData: associatedData)
+    }
+
+    /// Decrypts `ciphertext` into `plaintext` (the same length; it may be the same memory) if `tag` authenticates
+    /// it. A received datagram is decrypted straight into a buffer of its own this way, with no copy first.
+    public static func open(
+        _ ciphertext: UnsafeRawBufferPointer, into plaintext: UnsafeMutableRawBufferPointer, tag: UnsafeRawBufferPointer, counter: UInt64,
+        key: UnsafeRawBufferPointer, associatedData: UnsafeRawBufferPointer = .init(start: nil, count: 0)
+    ) -> Bool {
+        precondition(key.count == keyLength && tag.count == tagLength && plaintext.count == ciphertext.count)
         var nonce = Self.nonce(counter)
-        let output = UnsafeMutablePointer(mutating: bytes(UnsafeRawBufferPointer(ciphertext)))
+        let output = UnsafeMutablePointer(mutating: bytes(UnsafeRawBufferPointer(plaintext)))
         return withUnsafeBytes(of: &nonce) { noncePointer in
             crypto_aead_chacha20poly1305_ietf_decrypt_detached(
-                output, nil, output, UInt64(ciphertext.count), bytes(tag),
+                output, nil, bytes(ciphertext), UInt64(ciphertext.count), bytes(tag),
                 bytes(associatedData), UInt64(associatedData.count), bytes(noncePointer), bytes(key)
             ) == 0
         }

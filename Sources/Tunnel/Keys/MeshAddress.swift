@@ -56,6 +56,11 @@ public struct MeshPrefix: Hashable, Sendable, CustomStringConvertible {
     }
 
     public func contains(_ candidate: [UInt8]) -> Bool {
+        candidate.withUnsafeBytes { contains($0) }
+    }
+
+    /// The same for address bytes read in place.
+    func contains(_ candidate: UnsafeRawBufferPointer) -> Bool {
         guard candidate.count == 16 else { return false }
         var remaining = length
         for index in 0..<16 where remaining > 0 {

@@ -1,3 +1,5 @@
+import NIOCore
+
 /// The fixed 40-byte IPv6 header (RFC 8200) of packets carried inside the mesh.
 ///
 ///     0: version 4 bits (6) | traffic class 8 | flow label 20
@@ -44,38 +46,72 @@ public struct IPv6Header: Equatable, Sendable {
 
     /// Internet checksum over the IPv6 pseudo-header and `upperLayer` (RFC 8200 §8.1), for ICMPv6 and UDP.
     static func checksum(source: [UInt8], destination: [UInt8], nextHeader: UInt8, upperLayer: some Collection<UInt8>) -> UInt16 {
-        // 64-bit accumulator: no carry handling per word; folded once at the end.
         var sum: UInt64 = 0
-        func add(_ bytes: some Collection<UInt8>) {
-            let contiguous: Void? = bytes.withContiguousStorageIfAvailable { buffer in
-                // Four bytes at a time (every stream packet is summed): a 32-bit big-endian word folds to the
-                // same ones' complement sum as its two 16-bit halves, since 2^16 ≡ 1 (mod 2^16 - 1).
-                let raw = UnsafeRawBufferPointer(buffer)
-                var index = 0
-                while index + 4 <= raw.count {
-                    sum &+= UInt64(UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: index, as: UInt32.self)))
-                    index += 4
-                }
-                while index + 1 < raw.count {
-                    sum &+= UInt64(raw[index]) << 8 | UInt64(raw[index + 1])
-                    index += 2
-                }
-                if index < raw.count { sum &+= UInt64(raw[index]) << 8 }
-            }
-            guard contiguous == nil else { return }
-            var iterator = bytes.makeIterator()
-            while let high = iterator.next() {
-                let low = iterator.next() ?? 0
-                sum &+= UInt64(high) << 8 | UInt64(low)
-            }
+        source.withUnsafeBytes { InternetChecksum.add($0, to: &sum) }
+        destination.withUnsafeBytes { InternetChecksum.add($0, to: &sum) }
+        InternetChecksum.addPseudoHeaderTail(length: upperLayer.count, nextHeader: nextHeader, to: &sum)
+        let contiguous: Void? = upperLayer.withContiguousStorageIfAvailable { InternetChecksum.add(UnsafeRawBufferPointer($0), to: &sum) }
+        if contiguous == nil { Array(upperLayer).withUnsafeBytes { InternetChecksum.add($0, to: &sum) } }
+        return InternetChecksum.finish(sum)
+    }
+
+    /// The same checksum for the packet in `packet` (header included), its addresses read in place: per packet.
+    static func checksum(packet: UnsafeRawBufferPointer, nextHeader: UInt8) -> UInt16 {
+        var sum: UInt64 = 0
+        InternetChecksum.add(UnsafeRawBufferPointer(rebasing: packet[8..<40]), to: &sum)
+        InternetChecksum.addPseudoHeaderTail(length: packet.count - length, nextHeader: nextHeader, to: &sum)
+        InternetChecksum.add(UnsafeRawBufferPointer(rebasing: packet[length...]), to: &sum)
+        return InternetChecksum.finish(sum)
+    }
+
+    /// The length of the IPv6 packet at the start of `packet` (header and payload), read in place; nil unless it
+    /// is IPv6 and all of it is there (anything after it is padding).
+    static func totalLength(of packet: ByteBuffer) -> Int? {
+        guard packet.readableBytes >= length, let first = packet.getInteger(at: packet.readerIndex, as: UInt8.self), first >> 4 == 6,
+            let payloadLength = packet.getInteger(at: packet.readerIndex + 4, as: UInt16.self), length + Int(payloadLength) <= packet.readableBytes
+        else { return nil }
+        return length + Int(payloadLength)
+    }
+}
+
+/// The Internet checksum (RFC 1071): a ones' complement sum of 16-bit big-endian words. Summed here eight bytes
+/// at a time in the machine's order with end-around carry, which RFC 1071 §2 shows gives the same sum once
+/// folded and put back in network order; parts must start at even offsets of the whole.
+enum InternetChecksum {
+    @inline(__always)
+    static func add(_ bytes: UnsafeRawBufferPointer, to sum: inout UInt64) {
+        var index = 0
+        while index + 8 <= bytes.count {
+            addWord(bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self), to: &sum)
+            index += 8
         }
-        add(source)
-        add(destination)
-        let length = UInt32(upperLayer.count)
-        add([UInt8(length >> 24), UInt8((length >> 16) & 0xff), UInt8((length >> 8) & 0xff), UInt8(length & 0xff), 0, 0, 0, nextHeader])
-        add(upperLayer)
-        while sum >> 16 != 0 { sum = (sum & 0xffff) + (sum >> 16) }
-        return ~UInt16(sum)
+        guard index < bytes.count else { return }
+        // The last few bytes, zero-padded: an odd final byte pairs with a zero, as the RFC pads.
+        var tail: UInt64 = 0
+        withUnsafeMutableBytes(of: &tail) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[index...])) }
+        addWord(tail, to: &sum)
+    }
+
+    /// The pseudo-header's upper-layer length (32 bits) and next header (after three zero bytes).
+    @inline(__always)
+    static func addPseudoHeaderTail(length: Int, nextHeader: UInt8, to sum: inout UInt64) {
+        var tail = (UInt32(length).bigEndian, UInt32(nextHeader).bigEndian)
+        withUnsafeBytes(of: &tail) { add($0, to: &sum) }
+    }
+
+    @inline(__always)
+    private static func addWord(_ word: UInt64, to sum: inout UInt64) {
+        let (result, overflow) = sum.addingReportingOverflow(word)
+        sum = result &+ (overflow ? 1 : 0)
+    }
+
+    /// Folds the sum to 16 bits, back in network order, complemented.
+    static func finish(_ sum: UInt64) -> UInt16 {
+        var folded = (sum & 0xffff_ffff) + (sum >> 32)
+        folded = (folded & 0xffff) + (folded >> 16)
+        folded = (folded & 0xffff) + (folded >> 16)
+        folded = (folded & 0xffff) + (folded >> 16)
+        return ~UInt16(bigEndian: UInt16(truncatingIfNeeded: folded))
     }
 }
 
@@ -142,24 +178,50 @@ public enum UDPDatagram {
         public var payload: [UInt8]
     }
 
-    /// IPv6 header, UDP header and `payload` built in one array (one copy of the payload: this runs per packet).
+    /// IPv6 header, UDP header and `payload` as one array (tests and the slow path; streams use `write`).
     public static func packet(source: MeshAddress, destination: MeshAddress, sourcePort: UInt16, destinationPort: UInt16,
                               payload: some Collection<UInt8>) -> [UInt8] {
-        let length = headerLength + payload.count
-        var packet: [UInt8] = []
-        packet.reserveCapacity(IPv6Header.length + length)
-        packet += [0x60, 0, 0, 0, UInt8(length >> 8), UInt8(length & 0xff), nextHeader, 64]
-        packet += source.bytes
-        packet += destination.bytes
-        packet += [UInt8(sourcePort >> 8), UInt8(sourcePort & 0xff), UInt8(destinationPort >> 8), UInt8(destinationPort & 0xff),
-                   UInt8(length >> 8), UInt8(length & 0xff), 0, 0]
-        packet += payload
-        var checksum = IPv6Header.checksum(source: source.bytes, destination: destination.bytes, nextHeader: nextHeader,
-                                           upperLayer: packet[IPv6Header.length...])
+        var packet = ByteBuffer()
+        write(source: source, destination: destination, sourcePort: sourcePort, destinationPort: destinationPort,
+              payload: ByteBuffer(bytes: payload), into: &packet)
+        return Array(packet.readableBytesView)
+    }
+
+    /// Appends IPv6 header, UDP header and `payload` to `buffer`, checksum included: the payload's one copy on its
+    /// way from a stream to the socket.
+    static func write(source: MeshAddress, destination: MeshAddress, sourcePort: UInt16, destinationPort: UInt16,
+                      payload: ByteBuffer, into buffer: inout ByteBuffer) {
+        let start = buffer.writerIndex
+        let length = UInt16(headerLength + payload.readableBytes)
+        buffer.writeInteger(UInt32(0x6000_0000))
+        buffer.writeInteger(length)
+        buffer.writeInteger(nextHeader)
+        buffer.writeInteger(UInt8(64))  // hop limit
+        buffer.writeBytes(source.bytes)
+        buffer.writeBytes(destination.bytes)
+        buffer.writeInteger(sourcePort)
+        buffer.writeInteger(destinationPort)
+        buffer.writeInteger(length)
+        buffer.writeInteger(UInt16(0))
+        buffer.writeImmutableBuffer(payload)
+        var checksum = buffer.withUnsafeReadableBytes { bytes in
+            IPv6Header.checksum(packet: UnsafeRawBufferPointer(rebasing: bytes[(start - buffer.readerIndex)...]), nextHeader: nextHeader)
+        }
         if checksum == 0 { checksum = 0xffff }  // zero means "no checksum", which IPv6 forbids
-        packet[IPv6Header.length + 6] = UInt8(checksum >> 8)
-        packet[IPv6Header.length + 7] = UInt8(checksum & 0xff)
-        return packet
+        buffer.setInteger(checksum, at: start + IPv6Header.length + 6)
+    }
+
+    /// The payload of `packet` (an IPv6 packet exactly) if it is UDP to `destination` port `port`: a slice, no copy,
+    /// checksum not checked (WireGuard has just authenticated the bytes; see `decode`).
+    static func payload(of packet: ByteBuffer, to destination: MeshAddress, port: UInt16) -> ByteBuffer? {
+        let start = packet.readerIndex
+        guard packet.readableBytes >= IPv6Header.length + headerLength, packet.getInteger(at: start + 6, as: UInt8.self) == nextHeader,
+            packet.getInteger(at: start + IPv6Header.length + 2, as: UInt16.self) == port,
+            packet.getInteger(at: start + IPv6Header.length + 4, as: UInt16.self) == UInt16(packet.readableBytes - IPv6Header.length),
+            packet.getInteger(at: start + IPv6Header.length + 6, as: UInt16.self) != 0,
+            packet.withUnsafeReadableBytes({ $0[24..<40].elementsEqual(destination.bytes) })
+        else { return nil }
+        return packet.getSlice(at: start + IPv6Header.length + headerLength, length: packet.readableBytes - IPv6Header.length - headerLength)
     }
 
     /// The datagram in `packet`; nil if it is not UDP, is truncated, or fails its checksum. `verifyChecksum:

@@ -15,11 +15,7 @@ extension MeshNode {
         }
         await link.run { event in
             guard case .packet(let source, let packet) = event else { return onStatus(event) }
-            let datagram = Array(packet.readableBytesView)
-            loop.execute {
-                let node = state.value
-                node.handle(node.device.receive(datagram, from: .derp(region: region, node: source), now: .now))
-            }
+            loop.execute { state.value.receive(packet, from: .derp(region: region, node: source)) }
         }
         try? await onLoop { $0.derpLinks[region] = nil }
     }

@@ -22,7 +22,7 @@ enum DirectProbe {
         case pong(txid: [UInt8], observed: Endpoint)
     }
 
-    static func isProbe(_ datagram: [UInt8]) -> Bool { datagram.count > headerLength && datagram.starts(with: magic) }
+    static func isProbe(_ datagram: some Collection<UInt8>) -> Bool { datagram.count > headerLength && datagram.starts(with: magic) }
 
     /// The probe key shared by `privateKey` and `peer`; nil for a hostile (low-order) peer key.
     static func key(_ privateKey: NodePrivateKey, _ peer: NodePublicKey) -> [UInt8]? {

@@ -57,11 +57,10 @@ final class UDPPathHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
         guard let endpoint = Endpoint(envelope.remoteAddress) else { return }
-        let datagram = Array(envelope.data.readableBytesView)
-        if DirectProbe.isProbe(datagram) {
-            node.handleDirect(node.direct?.receive(datagram, from: endpoint, now: .now) ?? [])
+        if DirectProbe.isProbe(envelope.data.readableBytesView) {
+            node.handleDirect(node.direct?.receive(Array(envelope.data.readableBytesView), from: endpoint, now: .now) ?? [])
         } else {
-            node.handle(node.device.receive(datagram, from: endpoint, now: .now))
+            node.receive(envelope.data, from: endpoint)
         }
     }
 

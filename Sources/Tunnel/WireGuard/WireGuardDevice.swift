@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 
 /// A WireGuard node: handshakes, sessions, timers and allowed IPs for a set of peers, byte-compatible with
 /// WireGuard (and tested against wireguard-go).
@@ -118,7 +119,8 @@ public final class WireGuardDevice {
 
     func send(_ packet: [UInt8], to peer: WireGuardPeer, now: ContinuousClock.Instant) -> [Output] {
         if !packet.isEmpty { peer.lastData = now }
-        guard var keypair = peer.current, keypair.canSend(now: now), let endpoint = peer.endpoint else {
+        var datagram = TransportCodec.datagram(for: packet)
+        guard let endpoint = seal(&datagram, for: peer, now: now, isData: !packet.isEmpty) else {
             if !packet.isEmpty {
                 if peer.queue.count >= configuration.queueLimit {
                     peer.queue.removeFirst()
@@ -128,14 +130,26 @@ public final class WireGuardDevice {
             }
             return initiateHandshake(peer, now: now)
         }
-        let datagram = TransportCodec.seal(packet, keypair: &keypair)
-        peer.current = keypair
-        noteSent(peer, now: now, isData: !packet.isEmpty)
-        var outputs: [Output] = [.transmit(datagram, to: endpoint)]
-        if keypair.isInitiator && (now - keypair.createdAt >= WireGuardTimers.rekeyAfterTime || keypair.sendCounter >= WireGuardTimers.rekeyAfterMessages) {
-            outputs += initiateHandshake(peer, now: now)
-        }
+        var outputs: [Output] = [.transmit(Array(datagram.readableBytesView), to: endpoint)]
+        if peer.rekeyDue(now: now) { outputs += initiateHandshake(peer, now: now) }
         return outputs
+    }
+
+    /// The data path's send: seals `datagram` in place (`TransportCodec.headerLength` bytes of room, then an IPv6
+    /// packet to `key`'s own mesh address, so no route lookup) and returns where it goes. nil when the session
+    /// cannot send it as it is (none yet, or a rekey is due): then `send(_:now:)` with the packet does the rest.
+    public func sealTransport(_ datagram: inout ByteBuffer, to key: NodePublicKey, now: ContinuousClock.Instant) -> Endpoint? {
+        guard let peer = peers[key], !peer.rekeyDue(now: now), let endpoint = seal(&datagram, for: peer, now: now, isData: true) else { return nil }
+        peer.lastData = now
+        return endpoint
+    }
+
+    /// Seals with `peer`'s current session if it can send; nil when there is none or no endpoint.
+    private func seal(_ datagram: inout ByteBuffer, for peer: WireGuardPeer, now: ContinuousClock.Instant, isData: Bool) -> Endpoint? {
+        guard peer.current?.canSend(now: now) == true, let endpoint = peer.endpoint else { return nil }
+        TransportCodec.seal(&datagram, keypair: &peer.current!)
+        noteSent(peer, now: now, isData: isData)
+        return endpoint
     }
 
     func initiateHandshake(_ peer: WireGuardPeer, now: ContinuousClock.Instant) -> [Output] {
@@ -169,7 +183,10 @@ public final class WireGuardDevice {
         case .initiation: return receiveInitiation(datagram, from: endpoint, now: now)
         case .response: return receiveResponse(datagram, from: endpoint, now: now)
         case .cookieReply: return receiveCookieReply(datagram, now: now)
-        case .transport: return receiveTransport(datagram, from: endpoint, now: now)
+        case .transport:
+            let (outputs, delivery) = receiveTransport(ByteBuffer(bytes: datagram), from: endpoint, now: now)
+            guard let (packet, peer) = delivery else { return outputs }
+            return outputs + [.deliver(Array(packet.readableBytesView), from: peer)]
         case nil: return drop(.malformed)
         }
     }
@@ -245,24 +262,27 @@ public final class WireGuardDevice {
         return []
     }
 
-    private func receiveTransport(_ message: [UInt8], from endpoint: Endpoint, now: ContinuousClock.Instant) -> [Output] {
-        let receiver = LittleEndian.get32(message, at: 4)
-        guard let key = indices[receiver], let peer = peers[key] else { return drop(.unknownIndex) }
-        let slot: WritableKeyPath<WireGuardPeer, Keypair?>
-        if peer.current?.localIndex == receiver { slot = \.current }
-        else if peer.next?.localIndex == receiver { slot = \.next }
-        else if peer.previous?.localIndex == receiver { slot = \.previous }
-        else { return drop(.unknownIndex) }
-        guard var keypair = peer[keyPath: slot], keypair.canReceive(now: now) else { return drop(.expiredSession) }
-        let counter = LittleEndian.get64(message, at: 8)
-        guard counter < ReplayWindow.counterLimit else { return drop(.replayedCounter) }
-        guard let plaintext = TransportCodec.open(message, counter: counter, key: keypair.receiveKey) else { return drop(.authentication) }
-        guard keypair.replay.accept(counter) else { return drop(.replayedCounter) }
-        var peerRef = peer
-        peerRef[keyPath: slot] = keypair
+    /// A transport message, the data path's receive: what to send, and the authenticated IPv6 packet (padding
+    /// removed, in a buffer of its own) unless it was a keepalive. Anything else about it is dropped and counted.
+    public func receiveTransport(
+        _ message: ByteBuffer, from endpoint: Endpoint, now: ContinuousClock.Instant, allocator: ByteBufferAllocator = ByteBufferAllocator()
+    ) -> (outputs: [Output], delivery: (packet: ByteBuffer, peer: NodePublicKey)?) {
+        let start = message.readerIndex
+        guard message.readableBytes >= WireGuardMessage.transportMinimumLength,
+            message.getInteger(at: start, endianness: .little, as: UInt32.self) == UInt32(WireGuardMessageType.transport.rawValue),
+            let receiver = message.getInteger(at: start + 4, endianness: .little, as: UInt32.self),
+            let counter = message.getInteger(at: start + 8, endianness: .little, as: UInt64.self)
+        else { return (drop(.malformed), nil) }
+        guard let key = indices[receiver], let peer = peers[key], let slot = peer.slot(holding: receiver) else { return (drop(.unknownIndex), nil) }
+        guard let receiveKey = peer.receiveKey(in: slot, now: now) else { return (drop(.expiredSession), nil) }
+        guard counter < ReplayWindow.counterLimit else { return (drop(.replayedCounter), nil) }
+        guard var plaintext = TransportCodec.open(message, counter: counter, key: receiveKey, allocator: allocator) else {
+            return (drop(.authentication), nil)
+        }
+        guard peer.accept(counter, in: slot) else { return (drop(.replayedCounter), nil) }
 
         var outputs: [Output] = []
-        if slot == \WireGuardPeer.next {
+        if slot == .next, let keypair = peer.next {
             // The initiator used the new session: it is confirmed. Promote it and flush what waited.
             peer.next = nil
             install(keypair, for: peer, now: now)
@@ -278,13 +298,15 @@ public final class WireGuardDevice {
             peer.rekeyRequestedOnReceive = true
             outputs += initiateHandshake(peer, now: now)
         }
-        guard !plaintext.isEmpty else { return outputs }  // keepalive
+        guard plaintext.readableBytes > 0 else { return (outputs, nil) }  // keepalive
         peer.lastData = now
 
-        guard let header = IPv6Header(plaintext), header.totalLength <= plaintext.count else { return outputs + drop(.malformed) }
-        guard peer.routeLength(to: header.source) >= 0 else { return outputs + drop(.disallowedSource) }
+        guard let length = IPv6Header.totalLength(of: plaintext) else { return (outputs + drop(.malformed), nil) }
+        let allowed = plaintext.withUnsafeReadableBytes { peer.routeLength(to: UnsafeRawBufferPointer(rebasing: $0[8..<24])) >= 0 }
+        guard allowed else { return (outputs + drop(.disallowedSource), nil) }
         peer.keepaliveDeadline = peer.keepaliveDeadline ?? now + WireGuardTimers.keepaliveTimeout
-        return outputs + [.deliver(Array(plaintext[..<header.totalLength]), from: key)]
+        plaintext.moveWriterIndex(to: plaintext.readerIndex + length)
+        return (outputs, (plaintext, key))
     }
 
     // MARK: Timers

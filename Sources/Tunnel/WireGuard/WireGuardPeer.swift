@@ -77,7 +77,54 @@ final class WireGuardPeer {
 
     /// The longest allowed prefix containing `address`, or -1.
     func routeLength(to address: [UInt8]) -> Int {
-        allowedIPs.filter { $0.contains(address) }.map(\.length).max() ?? -1
+        address.withUnsafeBytes { routeLength(to: $0) }
+    }
+
+    /// The same for an address read in place (every received packet's source is checked).
+    func routeLength(to address: UnsafeRawBufferPointer) -> Int {
+        var longest = -1
+        for prefix in allowedIPs where prefix.length > longest && prefix.contains(address) { longest = prefix.length }
+        return longest
+    }
+
+    /// Whether a rekey is due before sending more (WireGuard: the initiator rekeys after RekeyAfterTime or
+    /// RekeyAfterMessages).
+    func rekeyDue(now: ContinuousClock.Instant) -> Bool {
+        guard let current, current.isInitiator else { return false }
+        return now - current.createdAt >= WireGuardTimers.rekeyAfterTime || current.sendCounter >= WireGuardTimers.rekeyAfterMessages
+    }
+
+    // MARK: Receiving sessions
+
+    enum Slot { case current, next, previous }
+
+    /// Which of the sessions has local index `index`.
+    func slot(holding index: UInt32) -> Slot? {
+        if current?.localIndex == index { return .current }
+        if next?.localIndex == index { return .next }
+        if previous?.localIndex == index { return .previous }
+        return nil
+    }
+
+    /// The receive key of the session in `slot`, if it may still receive.
+    func receiveKey(in slot: Slot, now: ContinuousClock.Instant) -> [UInt8]? {
+        let keypair: Keypair? = switch slot {
+        case .current: current
+        case .next: next
+        case .previous: previous
+        }
+        guard let keypair, keypair.canReceive(now: now) else { return nil }
+        return keypair.receiveKey
+    }
+
+    /// Records an authenticated counter in its session's replay window, in place (a copy of the session would
+    /// copy the window per packet); false for a replay.
+    func accept(_ counter: UInt64, in slot: Slot) -> Bool {
+        switch slot {
+        case .current: current?.replay.accept(counter) ?? false
+        case .next: next?.replay.accept(counter) ?? false
+        case .previous: previous?.replay.accept(counter) ?? false
+        }
     }
 }
 
