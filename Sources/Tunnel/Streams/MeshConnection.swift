@@ -65,6 +65,8 @@ final class MeshConnection: @unchecked Sendable {
     var idleStart: ContinuousClock.Instant
     var sentSinceReceive = false
     var sendScheduled = false
+    /// Streams with new inbound data, delivered together at the end of the loop's turn (`streamHasInbound`).
+    var inboundPending: [MeshStreamChannel] = []
     var timer: Scheduled<Void>?
     var timerDeadline: NIODeadline?
     private(set) var closedWith: MeshStreamError?
@@ -367,6 +369,17 @@ final class MeshConnection: @unchecked Sendable {
     }
 
     /// Forgets a stream once both directions are settled and its channel is closed.
+    /// Queues `stream` for delivery after everything this turn of the loop reads (tasks run after I/O).
+    func streamHasInbound(_ stream: MeshStreamChannel) {
+        inboundPending.append(stream)
+        guard inboundPending.count == 1 else { return }
+        eventLoop.execute {
+            let streams = self.inboundPending
+            self.inboundPending = []
+            for stream in streams { stream.deliverInbound() }
+        }
+    }
+
     func streamStateChanged(_ stream: MeshStreamChannel) {
         stream.closeIfBothEnded()
         guard stream.isClosed, stream.sendFinished, stream.receiveFinished, streams[stream.id] === stream else { return }

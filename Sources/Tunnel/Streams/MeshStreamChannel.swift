@@ -75,6 +75,8 @@ final class MeshStreamChannel: Channel, ChannelCore, @unchecked Sendable {
     var receiveCredit: ReceiveCredit
     /// Pulled out of reassembly (past the preamble) but not yet delivered.
     private var pendingRead: ByteBuffer?
+    /// Waiting in the connection's list for `deliverInbound`.
+    private var inboundQueued = false
     private var unsatisfiedRead = false
     private var inputClosedFired = false
     /// We sent STOP_SENDING: input is discarded until the peer's RESET_STREAM settles the final size.
@@ -433,8 +435,18 @@ final class MeshStreamChannel: Channel, ChannelCore, @unchecked Sendable {
 
     // MARK: Reads
 
-    /// New STREAM data reached reassembly (already checked against flow control).
+    /// New STREAM data reached reassembly (already checked against flow control). It reaches the pipeline once
+    /// the loop has read every datagram of this turn, joined: a packet at a time, each crossed the pipeline and
+    /// the HTTP decoder on it.
     func inboundChanged() {
+        guard !inboundQueued else { return }
+        inboundQueued = true
+        connection.streamHasInbound(self)
+    }
+
+    /// The connection's turn for what `inboundChanged` announced.
+    func deliverInbound() {
+        inboundQueued = false
         if stopSendingSent { discardReceived() } else { pullInbound() }
         connection.streamStateChanged(self)
     }

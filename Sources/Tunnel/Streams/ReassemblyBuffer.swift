@@ -76,17 +76,20 @@ public struct ReassemblyBuffer: Sendable {
 
     /// The contiguous bytes at the read offset (nil when the next byte has not arrived), consumed.
     public mutating func read() -> ByteBuffer? {
-        guard var first = chunks.first, first.offset == readOffset else { return nil }
-        var taken = 1
-        readOffset += UInt64(first.data.readableBytes)
-        while taken < chunks.count, chunks[taken].offset == readOffset {
-            var next = chunks[taken].data
-            readOffset += UInt64(next.readableBytes)
-            first.data.writeBuffer(&next)
+        guard let first = chunks.first, first.offset == readOffset else { return nil }
+        var (taken, total) = (1, first.data.readableBytes)
+        while taken < chunks.count, chunks[taken].offset == readOffset + UInt64(total) {
+            total += chunks[taken].data.readableBytes
             taken += 1
         }
-        chunks.removeFirst(taken)
-        return first.data
+        readOffset += UInt64(total)
+        defer { chunks.removeFirst(taken) }
+        guard taken > 1 else { return first.data }
+        // Joined into one buffer of the right size: appending to the first chunk grew it (and copied it) again
+        // and again.
+        var joined = ByteBufferAllocator().buffer(capacity: total)
+        for index in 0..<taken { joined.writeImmutableBuffer(chunks[index].data) }
+        return joined
     }
 
     /// Index of the first chunk whose end is past `offset` (chunks.count if none).
