@@ -175,9 +175,13 @@ struct FastExchangeOnLoop: @unchecked Sendable {
         if loop.inEventLoop { install() } else { loop.execute(install) }
     }
 
-    /// The next body part, on the stream's loop.
-    func nextBodyPart() -> EventLoopFuture<AgentHTTPExchange.BodyPart> {
-        loop.inEventLoop ? exchange.nextBodyPart() : loop.flatSubmit { exchange.nextBodyPart() }
+    /// The next body part, taken on the stream's loop and handed to `deliver` on `browserLoop`: one task each way
+    /// when the loops differ, none when they are the same.
+    func nextBodyPart(to browserLoop: any EventLoop, _ deliver: @escaping @Sendable (Result<AgentHTTPExchange.BodyPart, any Error>) -> Void) {
+        guard !loop.inEventLoop else { return exchange.nextBodyPart(deliver) }
+        loop.execute {
+            exchange.nextBodyPart { result in browserLoop.execute { deliver(result) } }
+        }
     }
 
     /// Ends an exchange the browser no longer waits for: its stream is closed unless it already went back.

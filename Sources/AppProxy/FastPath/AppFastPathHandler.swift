@@ -168,19 +168,24 @@ public final class AppFastPathHandler: ChannelDuplexHandler, RemovableChannelHan
             return
         }
         guard let exchange = serving.exchange else { return }
-        exchange.nextBodyPart().hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
-            guard self.serving === serving else { return }
-            switch result {
-            case .success(let part):
-                self.deliver([part], serving, context: context)
-            case .failure:
-                // The app's response broke off: so does the browser's, as on the full path (a connection, or an
-                // HTTP/2 stream, closed mid-body).
-                self.serving = nil
-                exchange.abort()
-                self.report(serving)
-                context.close(promise: nil)
-            }
+        let here = NIOLoopBound((handler: self, serving: serving, context: context), eventLoop: context.eventLoop)
+        exchange.nextBodyPart(to: context.eventLoop) { result in
+            here.value.handler.received(result, here.value.serving, context: here.value.context)
+        }
+    }
+
+    private func received(_ result: Result<AgentHTTPExchange.BodyPart, any Error>, _ serving: Serving, context: ChannelHandlerContext) {
+        guard self.serving === serving, let exchange = serving.exchange else { return }
+        switch result {
+        case .success(let part):
+            deliver([part], serving, context: context)
+        case .failure:
+            // The app's response broke off: so does the browser's, as on the full path (a connection, or an
+            // HTTP/2 stream, closed mid-body).
+            self.serving = nil
+            exchange.abort()
+            report(serving)
+            context.close(promise: nil)
         }
     }
 

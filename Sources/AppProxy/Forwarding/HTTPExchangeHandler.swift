@@ -63,7 +63,9 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler, 
     private(set) var peakBufferedBytes = 0
     private var trailers: HTTPHeaders?
     private var responseEnded = false
-    private var bodyWaiter: EventLoopPromise<BodyPart>?
+    /// The reader waiting for the next body part (a callback: the fast path asks once per chunk, and a promise and
+    /// its future per chunk cost allocations).
+    private var bodyWaiter: ((Result<BodyPart, any Error>) -> Void)?
     private var deliveryScheduled = false
     private var readHeld = false
     /// The app's time to start answering, kept by the stream (`responseHeadTimeout`).
@@ -225,16 +227,21 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler, 
 
     // MARK: The response, as the caller takes it
 
-    /// The next body bytes (up to `coalesceLimit`, joined from what is queued), or the end with its trailers.
-    func nextBodyPart() -> EventLoopFuture<BodyPart> {
-        let loop = eventLoop
-        if let chunk = takeQueued() { return loop.makeSucceededFuture(.bytes(chunk)) }
-        if responseEnded { return loop.makeSucceededFuture(.end(trailers)) }
-        if let failure { return loop.makeFailedFuture(failure) }
+    /// The next body bytes (up to `coalesceLimit`, joined from what is queued), or the end with its trailers, to
+    /// `deliver` on this loop: at once if there is something to take.
+    func nextBodyPart(_ deliver: @escaping (Result<BodyPart, any Error>) -> Void) {
+        if let chunk = takeQueued() { return deliver(.success(.bytes(chunk))) }
+        if responseEnded { return deliver(.success(.end(trailers))) }
+        if let failure { return deliver(.failure(failure)) }
         precondition(bodyWaiter == nil, "one body reader at a time")
-        let waiter = loop.makePromise(of: BodyPart.self)
-        bodyWaiter = waiter
-        return waiter.futureResult
+        bodyWaiter = deliver
+    }
+
+    /// The same as a future, for the full path's task.
+    func nextBodyPart() -> EventLoopFuture<BodyPart> {
+        let promise = eventLoop.makePromise(of: BodyPart.self)
+        nextBodyPart { promise.completeWith($0) }
+        return promise.futureResult
     }
 
     /// Queued bytes, joined up to `coalesceLimit`.
@@ -284,7 +291,7 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler, 
             if let waiter = bodyWaiter {
                 // Bytes waiting for the end of the turn go first; the end follows on the next read.
                 bodyWaiter = nil
-                if let chunk = takeQueued() { waiter.succeed(.bytes(chunk)) } else { waiter.succeed(.end(trailers)) }
+                waiter(.success(takeQueued().map { .bytes($0) } ?? .end(trailers)))
             }
         }
     }
@@ -307,7 +314,7 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler, 
         deliveryScheduled = false
         guard let waiter = bodyWaiter, let chunk = takeQueued() else { return }
         bodyWaiter = nil
-        waiter.succeed(.bytes(chunk))
+        waiter(.success(.bytes(chunk)))
     }
 
     private func deliverStart() {
@@ -383,7 +390,7 @@ final class HTTPExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler, 
         if !responseEnded, let waiter = bodyWaiter {
             // Bytes that came in this turn go first; the reader meets the failure on its next read.
             bodyWaiter = nil
-            if let chunk = takeQueued() { waiter.succeed(.bytes(chunk)) } else { waiter.fail(error) }
+            waiter(takeQueued().map { .success(.bytes($0)) } ?? .failure(error))
         }
         if let waiter = writableWaiter {
             writableWaiter = nil
