@@ -16,11 +16,15 @@ public final class MeshNode: Sendable {
 
     /// How often device timers run; WireGuard's timers are seconds long, so 100 ms is ample precision.
     static let tickInterval: TimeAmount = .milliseconds(100)
-    /// Datagrams taken from the socket per receive call.
-    static let datagramsPerRead = 16
+    /// Datagrams taken from the socket per receive call; with GRO each slot may hold a run (8 slots of 64 KiB: a
+    /// 512 KiB buffer, reused from read to read).
+    static let datagramsPerRead = receivesCoalesced ? 8 : 16
     /// Room for one received datagram: WireGuard packets of the mesh MTU (1280) and its overhead, with margin.
     /// Anything longer is cut short and then fails authentication, as it could never be a peer's packet.
     static let maxDatagramSize = 2048
+    /// Whether the socket takes coalesced runs (GRO); then a receive slot must hold a whole run.
+    static let receivesCoalesced = UDPOffload.receiveAvailable
+    static let receiveSlotSize = receivesCoalesced ? UDPOffload.receiveSlotSize : maxDatagramSize
 
     /// Per-loop state: the device, outstanding pings and the packet sink.
     final class LoopState {
@@ -42,6 +46,14 @@ public final class MeshNode: Sendable {
         /// The single-entry cache of `transmit`: a peer's endpoint as a socket address (built per datagram, it
         /// cost an allocation each time).
         private var lastDestination: (endpoint: Endpoint, address: SocketAddress)?
+        /// UDP datagrams waiting to go out together (see `UDPOffload.Run`).
+        private var pendingRun: UDPOffload.Run?
+        /// Whether segmented writes may be tried at all (configuration), and what each endpoint's route allows.
+        var segmentationAllowed = UDPOffload.sendAvailable
+        private var segmentation: [Endpoint: Bool] = [:]
+        /// Writes that carried several datagrams, and reads that brought several: for tests and statistics.
+        var segmentedWrites = 0
+        var coalescedReads = 0
 
         /// Carries out the device's outputs: transmit over UDP or DERP, deliver the rest.
         func handle(_ outputs: [WireGuardDevice.Output]) {
@@ -95,23 +107,47 @@ public final class MeshNode: Sendable {
             if case .derp(let region, let node) = endpoint {
                 return relayed[region, default: []].append((datagram, node))
             }
-            guard let channel else { return }
-            let remote: SocketAddress
-            if let last = lastDestination, last.endpoint == endpoint {
-                remote = last.address
-            } else {
-                guard let address = endpoint.socketAddress else { return }
-                lastDestination = (endpoint, address)
-                remote = address
-            }
-            channel.write(AddressedEnvelope(remoteAddress: remote, data: datagram), promise: nil)
+            // UDP: datagrams join a run for one segmented write where they can.
+            if pendingRun?.append(datagram, to: endpoint) == true { return }
+            if let run = pendingRun { write(run) }
+            pendingRun = UDPOffload.Run(datagram, to: endpoint)
         }
 
-        /// Sends the relayed batch and flushes the socket. No link to a region: dropped, as UDP would, and
-        /// WireGuard's timers retry.
+        /// Sends the pending run, the relayed batch, and flushes the socket. No link to a region: dropped, as UDP
+        /// would, and WireGuard's timers retry.
         private func finish(_ relayed: RelayedBatch) {
+            if let run = pendingRun {
+                pendingRun = nil
+                write(run)
+            }
             for (region, batch) in relayed { derpLinks[region]?.send(batch) }
             channel?.flush()
+        }
+
+        /// One segmented write for a run of several datagrams when the route takes it, else a write each.
+        private func write(_ run: UDPOffload.Run) {
+            guard let channel, let remote = socketAddress(of: run.endpoint) else { return }
+            if run.datagrams.count > 1, segmentationWorks(to: run.endpoint) {
+                segmentedWrites += 1
+                let metadata = AddressedEnvelope<ByteBuffer>.Metadata(ecnState: .transportNotCapable, packetInfo: nil, segmentSize: run.segmentSize)
+                return channel.write(AddressedEnvelope(remoteAddress: remote, data: run.joined(allocator: channel.allocator), metadata: metadata), promise: nil)
+            }
+            for datagram in run.datagrams { channel.write(AddressedEnvelope(remoteAddress: remote, data: datagram), promise: nil) }
+        }
+
+        private func socketAddress(of endpoint: Endpoint) -> SocketAddress? {
+            if let last = lastDestination, last.endpoint == endpoint { return last.address }
+            guard let address = endpoint.socketAddress else { return nil }
+            lastDestination = (endpoint, address)
+            return address
+        }
+
+        /// Asked of the kernel once per endpoint (see `UDPOffload.segmentationWorks`).
+        private func segmentationWorks(to endpoint: Endpoint) -> Bool {
+            if let known = segmentation[endpoint] { return known }
+            let works = segmentationAllowed && UDPOffload.segmentationWorks(to: endpoint)
+            segmentation[endpoint] = works
+            return works
         }
 
         private var allocator: ByteBufferAllocator { channel?.allocator ?? ByteBufferAllocator() }
@@ -167,7 +203,10 @@ public final class MeshNode: Sendable {
             // recvmmsg: up to `datagramsPerRead` datagrams per system call (one read and one wake-up per packet
             // was a large share of the cost of a bulk transfer), in slots as big as any datagram a peer sends.
             .channelOption(.datagramVectorReadMessageCount, value: datagramsPerRead)
-            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: datagramsPerRead * maxDatagramSize))
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: datagramsPerRead * receiveSlotSize))
+            // GRO: a run of datagrams arrives as one, with its segment size (see UDPOffload).
+            .channelOption(.datagramReceiveOffload, value: receivesCoalesced)
+            .channelOption(.datagramReceiveSegmentSize, value: receivesCoalesced)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(UDPPathHandler(node: state.value)) }
             }
@@ -254,6 +293,17 @@ public final class MeshNode: Sendable {
 
     public func handshakesCompleted(with peer: NodePublicKey) async throws -> Int {
         try await onLoop { $0.device.handshakesCompleted(with: peer) }
+    }
+
+    /// Whether this node may send runs of datagrams as one segmented write (GSO, see `UDPOffload`): on where the
+    /// kernel has it, and still asked of each route once. Off, every datagram is a write of its own.
+    public func setSegmentationOffload(_ allowed: Bool) async throws {
+        try await onLoop { $0.segmentationAllowed = allowed && UDPOffload.sendAvailable }
+    }
+
+    /// Segmented writes sent and coalesced reads received so far.
+    public func offloadCounts() async throws -> (segmentedWrites: Int, coalescedReads: Int) {
+        try await onLoop { ($0.segmentedWrites, $0.coalescedReads) }
     }
 
     public func drops() async throws -> [WireGuardDevice.DropReason: Int] {

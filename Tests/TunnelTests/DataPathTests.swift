@@ -90,4 +90,46 @@ import Testing
         #expect(pair.b.receiveTransport(ByteBuffer(bytes: [4, 0, 0, 0, 1, 2]), from: pair.aEndpoint, now: pair.now).delivery == nil)
         #expect(pair.b.drops[.malformed] == 1)
     }
+
+    /// A run for one segmented write: equal sizes, a shorter one only last, one endpoint, within the kernel's limits.
+    @Test func segmentRuns() {
+        let here = Endpoint.udp(address: [10, 0, 0, 1], port: 1)
+        let there = Endpoint.udp(address: [10, 0, 0, 2], port: 1)
+        func datagram(_ size: Int) -> ByteBuffer { ByteBuffer(repeating: UInt8(size & 0xff), count: size) }
+        var run = UDPOffload.Run(datagram(1312), to: here)
+        let appended1 = run.append(datagram(1312), to: here)
+        #expect(appended1)
+        let appended2 = run.append(datagram(1312), to: there)
+        #expect(!appended2, "another endpoint")
+        let appended3 = run.append(datagram(1400), to: here)
+        #expect(!appended3, "longer than the segment size")
+        let appended4 = run.append(datagram(100), to: here)
+        #expect(appended4)
+        let appended5 = run.append(datagram(100), to: here)
+        #expect(!appended5, "a shorter datagram is the last")
+        #expect(run.datagrams.count == 3 && run.bytes == 2724 && run.segmentSize == 1312)
+        let joined = run.joined(allocator: ByteBufferAllocator())
+        var pieces: [ByteBuffer] = []
+        UDPOffload.split(joined, segmentSize: run.segmentSize) { pieces.append($0) }
+        #expect(pieces == run.datagrams, "a coalesced read splits back into the datagrams")
+        var whole: [ByteBuffer] = []
+        UDPOffload.split(joined, segmentSize: nil) { whole.append($0) }
+        #expect(whole == [joined], "no segment size: one datagram")
+
+        var long = UDPOffload.Run(datagram(1000), to: here)
+        while long.append(datagram(1000), to: here) {}
+        #expect(long.bytes <= UDPOffload.maxBytes && long.datagrams.count == UDPOffload.maxBytes / 1000)
+        var many = UDPOffload.Run(datagram(10), to: here)
+        while many.append(datagram(10), to: here) {}
+        #expect(many.datagrams.count == UDPOffload.maxSegments)
+    }
+
+    /// The route probe: loopback checksums without hardware trouble, so a segmented write to it goes through.
+    @Test func segmentationWorksOnLoopback() throws {
+        #if os(Linux)
+        try #require(UDPOffload.sendAvailable)
+        #expect(UDPOffload.segmentationWorks(to: .udp(address: [127, 0, 0, 1], port: 9)))
+        #expect(!UDPOffload.segmentationWorks(to: .derp(region: 1, node: NodePrivateKey.generate().publicKey)))
+        #endif
+    }
 }

@@ -57,10 +57,14 @@ final class UDPPathHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
         guard let endpoint = Endpoint(envelope.remoteAddress) else { return }
-        if DirectProbe.isProbe(envelope.data.readableBytesView) {
-            node.handleDirect(node.direct?.receive(Array(envelope.data.readableBytesView), from: endpoint, now: .now) ?? [])
-        } else {
-            node.receive(envelope.data, from: endpoint)
+        let segmentSize = envelope.metadata?.segmentSize
+        if let segmentSize, envelope.data.readableBytes > segmentSize { node.coalescedReads += 1 }
+        UDPOffload.split(envelope.data, segmentSize: segmentSize) { datagram in
+            if DirectProbe.isProbe(datagram.readableBytesView) {
+                node.handleDirect(node.direct?.receive(Array(datagram.readableBytesView), from: endpoint, now: .now) ?? [])
+            } else {
+                node.receive(datagram, from: endpoint)
+            }
         }
     }
 
