@@ -204,11 +204,11 @@ public final class MeshNode: Sendable {
             // was a large share of the cost of a bulk transfer), in slots as big as any datagram a peer sends.
             .channelOption(.datagramVectorReadMessageCount, value: datagramsPerRead)
             .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: datagramsPerRead * receiveSlotSize))
-            // GRO: a run of datagrams arrives as one, with its segment size (see UDPOffload).
-            .channelOption(.datagramReceiveOffload, value: receivesCoalesced)
-            .channelOption(.datagramReceiveSegmentSize, value: receivesCoalesced)
             .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(UDPPathHandler(node: state.value)) }
+                channel.eventLoop.makeCompletedFuture {
+                    if receivesCoalesced { UDPOffload.receiveCoalesced(on: channel) }
+                    try channel.pipeline.syncOperations.addHandler(UDPPathHandler(node: state.value))
+                }
             }
             .bind(host: host, port: port).get()
         let timer = try await loop.submit {

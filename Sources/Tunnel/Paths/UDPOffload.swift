@@ -44,6 +44,16 @@ enum UDPOffload {
         #endif
     }
 
+    /// Turns GRO on for `channel` if the kernel lets it: a run of datagrams then arrives as one, with its segment
+    /// size. The size is asked for first: a run without it would read as one oversized datagram. A kernel that
+    /// refuses either just delivers datagrams one by one.
+    static func receiveCoalesced(on channel: any Channel) {
+        guard receiveAvailable, let options = channel.syncOptions,
+            (try? options.setOption(.datagramReceiveSegmentSize, value: true)) != nil
+        else { return }
+        _ = try? options.setOption(.datagramReceiveOffload, value: true)
+    }
+
     /// Consecutive datagrams to one endpoint that can go as one segmented write: all the size of the first, except
     /// that the last may be shorter.
     struct Run {
