@@ -127,7 +127,7 @@ public final class MeshNode: Sendable {
         /// One segmented write for a run of several datagrams when the route takes it, else a write each.
         private func write(_ run: UDPOffload.Run) {
             guard let channel, let remote = socketAddress(of: run.endpoint) else { return }
-            if run.datagrams.count > 1, segmentationWorks(to: run.endpoint) {
+            if run.datagrams.count > 1, segmentationAllowed, segmentationWorks(to: run.endpoint) {
                 segmentedWrites += 1
                 let metadata = AddressedEnvelope<ByteBuffer>.Metadata(ecnState: .transportNotCapable, packetInfo: nil, segmentSize: run.segmentSize)
                 return channel.write(AddressedEnvelope(remoteAddress: remote, data: run.joined(allocator: channel.allocator), metadata: metadata), promise: nil)
@@ -145,7 +145,7 @@ public final class MeshNode: Sendable {
         /// Asked of the kernel once per endpoint (see `UDPOffload.segmentationWorks`).
         private func segmentationWorks(to endpoint: Endpoint) -> Bool {
             if let known = segmentation[endpoint] { return known }
-            let works = segmentationAllowed && UDPOffload.segmentationWorks(to: endpoint)
+            let works = UDPOffload.segmentationWorks(to: endpoint)
             segmentation[endpoint] = works
             return works
         }
@@ -206,13 +206,14 @@ public final class MeshNode: Sendable {
             .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: datagramsPerRead * receiveSlotSize))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    if receivesCoalesced { UDPOffload.receiveCoalesced(on: channel) }
+                    if receivesCoalesced, direct.udpOffload { UDPOffload.receiveCoalesced(on: channel) }
                     try channel.pipeline.syncOperations.addHandler(UDPPathHandler(node: state.value))
                 }
             }
             .bind(host: host, port: port).get()
         let timer = try await loop.submit {
             state.value.channel = channel
+            state.value.segmentationAllowed = direct.udpOffload && UDPOffload.sendAvailable
             let family = channel.localAddress?.protocol
             state.value.direct = DirectPaths(privateKey: privateKey, configuration: direct) { endpoint in
                 endpoint.socketAddress?.protocol == family && UDPRoute.exists(to: endpoint)

@@ -28,6 +28,8 @@ import Tunnel
         #expect(settings.trust == .systemRoots)
         #expect(!settings.blockDirectConnections)
         #expect(try resolve(flags: ["url": "http://x", "token": "t", "block-direct-connections": "yes"]).blockDirectConnections)
+        #expect(settings.udpOffload)
+        #expect(try !resolve(flags: ["url": "http://x", "token": "t", "udp-offload": "false"]).udpOffload)
     }
 
     @Test func appsFromFileAndFlags() throws {

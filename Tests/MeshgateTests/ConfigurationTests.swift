@@ -147,5 +147,9 @@ import Testing
         #expect(try resolve(file: ["derp-force-websockets": "true"]).derpForceWebSockets)
         #expect(try !resolve().blockDirectConnections)
         #expect(try resolve(environment: ["MESHGATE_BLOCK_DIRECT_CONNECTIONS": "true"]).blockDirectConnections)
+        #expect(try resolve().udpOffload)
+        #expect(try !resolve(flags: ["udp-offload": "false"]).udpOffload)
+        let badOffload = #expect(throws: ConfigurationError.self) { try resolve(environment: ["MESHGATE_UDP_OFFLOAD": "sometimes"]) }
+        #expect(badOffload?.description.contains("udp-offload") == true)
     }
 }

@@ -5,8 +5,13 @@ public struct DirectPathConfiguration: Sendable {
     /// Announce loopback addresses too: only nodes on one host (tests) can use them, and a remote peer probing
     /// 127.0.0.1 would reach itself.
     public var includeLoopback: Bool
+    /// UDP segmentation and receive offload (GSO and GRO) where the kernel and each route allow them
+    /// (`--udp-offload`, see `UDPOffload`); off, every datagram is a system call's worth of its own.
+    public var udpOffload: Bool
 
-    public init(blocked: Bool = false, includeLoopback: Bool = false) { (self.blocked, self.includeLoopback) = (blocked, includeLoopback) }
+    public init(blocked: Bool = false, includeLoopback: Bool = false, udpOffload: Bool = true) {
+        (self.blocked, self.includeLoopback, self.udpOffload) = (blocked, includeLoopback, udpOffload)
+    }
 }
 
 /// The timers of direct paths, written once. Close to Tailscale's disco (heartbeat 3 s, trust 6.5 s), a little

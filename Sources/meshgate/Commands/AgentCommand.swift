@@ -40,6 +40,9 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(name: .customLong("block-direct-connections"), help: "Keep mesh traffic on the DERP relay: no direct UDP paths. (env: MESHGATE_AGENT_BLOCK_DIRECT_CONNECTIONS; default: false)")
     var blockDirectConnections: String?
 
+    @Option(name: .customLong("udp-offload"), help: "Let the kernel batch the mesh's UDP datagrams (GSO and GRO) where it and each route can; false sends and reads them one by one. (env: MESHGATE_AGENT_UDP_OFFLOAD; default: true)")
+    var udpOffload: String?
+
     @Option(name: .customLong("log-format"), help: "text or json. (env: MESHGATE_AGENT_LOG_FORMAT; default: text)")
     var logFormat: String?
 
@@ -54,6 +57,7 @@ struct AgentCommand: AsyncParsableCommand {
             let pairs: [(String, String?)] = [
                 (O.url, url), (O.token, token), (O.tlsFingerprint, tlsFingerprint), (O.allowedPorts, allowedPorts),
                 (O.logFormat, logFormat), (O.logLevel, logLevel), (O.blockDirectConnections, blockDirectConnections),
+                (O.udpOffload, udpOffload),
             ]
             settings = try AgentSettings.resolve(
                 flags: Dictionary(uniqueKeysWithValues: pairs.compactMap { name, value in value.map { (name, $0) } }), appFlags: apps,
@@ -68,7 +72,7 @@ struct AgentCommand: AsyncParsableCommand {
         let runtime = AgentRuntime(
             configuration: AgentConfiguration(
                 url: settings.url, token: settings.token, trust: settings.trust, apps: settings.apps, allowedPorts: settings.allowedPorts,
-                version: BuildInfo.version, direct: DirectPathConfiguration(blocked: settings.blockDirectConnections)
+                version: BuildInfo.version, direct: DirectPathConfiguration(blocked: settings.blockDirectConnections, udpOffload: settings.udpOffload)
             ),
             logger: logger
         )

@@ -89,6 +89,9 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(name: .customLong("block-direct-connections"), help: "Keep mesh traffic to agents on the DERP relay: no direct UDP paths. (env: MESHGATE_BLOCK_DIRECT_CONNECTIONS; default: false)")
     var blockDirectConnections: String?
 
+    @Option(name: .customLong("udp-offload"), help: "Let the kernel batch the mesh's UDP datagrams (GSO and GRO) where it and each route can; false sends and reads them one by one. (env: MESHGATE_UDP_OFFLOAD; default: true)")
+    var udpOffload: String?
+
     @Option(name: .customLong("derp-server-accept-rate"), help: "New relay connections accepted per second (bursts of one second's worth); excess upgrades get 429. 0: unlimited. (env: MESHGATE_DERP_SERVER_ACCEPT_RATE; default: 0)")
     var derpServerAcceptRate: String?
 
@@ -106,7 +109,7 @@ struct ServerCommand: AsyncParsableCommand {
             (O.agentConnectionTimeout, agentConnectionTimeout), (O.disablePathApps, disablePathApps), (O.allowPathAppSharing, allowPathAppSharing), (O.dev, dev.map { $0 ? "true" : "false" }),
             (O.derpServerEnable, derpServerEnable), (O.derpConfigPath, derpConfigPath), (O.derpConfigURL, derpConfigURL),
             (O.derpMeshKey, derpMeshKey), (O.derpMeshPeers, derpMeshPeers), (O.derpForceWebSockets, derpForceWebSockets),
-            (O.blockDirectConnections, blockDirectConnections),
+            (O.blockDirectConnections, blockDirectConnections), (O.udpOffload, udpOffload),
             (O.derpAcceptRate, derpServerAcceptRate),
         ]
         return Dictionary(uniqueKeysWithValues: pairs.compactMap { name, value in value.map { (name, $0) } })

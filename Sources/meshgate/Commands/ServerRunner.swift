@@ -64,7 +64,7 @@ struct ServerRunner {
             let nodeKey = try NodePrivateKey.loadOrCreate(path: configuration.dataDirectory + "/node.key")
             let node = try await GatewayMesh.start(
                 privateKey: nodeKey, address: .random(), relay: relay, region: DERPMap.embeddedRegionID, coordinator: environment.coordinator,
-                direct: DirectPathConfiguration(blocked: settings.blockDirectConnections), group: meshLoop ?? MultiThreadedEventLoopGroup.singleton,
+                direct: DirectPathConfiguration(blocked: settings.blockDirectConnections, udpOffload: settings.udpOffload), group: meshLoop ?? MultiThreadedEventLoopGroup.singleton,
                 logger: logger
             )
             // Its paths and round trips to agents are part of the agents' state in the API.

@@ -14,6 +14,8 @@ struct AgentSettings {
     var allowedPorts: Set<UInt16>?
     /// Keep this agent's mesh traffic on DERP: no direct UDP paths.
     var blockDirectConnections: Bool
+    /// UDP segmentation and receive offload on the mesh socket (GSO/GRO).
+    var udpOffload: Bool
     var logFormat: LogSetup.Format
     var logLevel: Logger.Level
 
@@ -25,8 +27,9 @@ struct AgentSettings {
         static let logFormat = "log-format"
         static let logLevel = "log-level"
         static let blockDirectConnections = "block-direct-connections"
+        static let udpOffload = "udp-offload"
         static let apps = "apps"
-        static let scalars: Set<String> = [url, token, tlsFingerprint, allowedPorts, logFormat, logLevel, blockDirectConnections]
+        static let scalars: Set<String> = [url, token, tlsFingerprint, allowedPorts, logFormat, logLevel, blockDirectConnections, udpOffload]
         static let secrets: Set<String> = [token]
     }
 
@@ -92,6 +95,7 @@ struct AgentSettings {
         let logFormat = try reader.parse(Option.logFormat, default: .text, LogSetup.parseFormat)
         let logLevel = try reader.parse(Option.logLevel, default: .info, LogSetup.parseLevel)
         let blockDirectConnections = try reader.parse(Option.blockDirectConnections, default: false) { try ServerSettings.parseBool($0) }
+        let udpOffload = try reader.parse(Option.udpOffload, default: true) { try ServerSettings.parseBool($0) }
         var flagApps: [AgentApp] = []
         for flag in appFlags {
             do {
@@ -107,7 +111,7 @@ struct AgentSettings {
             throw ConfigurationError(option: "app", value: error.app, origin: .flag("app"), reason: "\(error)")
         }
         return AgentSettings(url: url, token: token, trust: trust, apps: apps, allowedPorts: allowedPorts,
-            blockDirectConnections: blockDirectConnections, logFormat: logFormat, logLevel: logLevel)
+            blockDirectConnections: blockDirectConnections, udpOffload: udpOffload, logFormat: logFormat, logLevel: logLevel)
     }
 
     private struct AppsSection: Decodable {

@@ -18,6 +18,8 @@ struct ServerSettings {
     var derpForceWebSockets: Bool
     /// Keep the gateway's mesh traffic on DERP: no direct UDP paths to agents.
     var blockDirectConnections: Bool
+    /// UDP segmentation and receive offload on the mesh socket (GSO/GRO).
+    var udpOffload: Bool
     /// New relay connections admitted per second (burst: one second's worth); 0: unlimited.
     var derpAcceptRate: Int
 
@@ -53,6 +55,7 @@ struct ServerSettings {
         static let derpMeshPeers = "derp-mesh-peers"
         static let derpForceWebSockets = "derp-force-websockets"
         static let blockDirectConnections = "block-direct-connections"
+        static let udpOffload = "udp-offload"
         static let derpAcceptRate = "derp-server-accept-rate"
         static let secrets: Set<String> = [derpMeshKey]
 
@@ -60,7 +63,7 @@ struct ServerSettings {
             accessURL, wildcardAccessURL, httpAddress, tlsAddress, tlsCertFile, tlsKeyFile, dataDir, logFormat, logLevel,
             prometheusAddress, sessionDuration, loginRateLimit, agentConnectionTimeout, disablePathApps, allowPathAppSharing, dev, derpServerEnable, derpConfigPath, derpConfigURL,
             derpMeshKey, derpMeshPeers, derpForceWebSockets, derpAcceptRate, xtermPath,
-            blockDirectConnections,
+            blockDirectConnections, udpOffload,
         ]
     }
 
@@ -138,6 +141,7 @@ struct ServerSettings {
         }
         let derpForceWebSockets = try reader.parse(Option.derpForceWebSockets, default: false) { try parseBool($0) }
         let blockDirectConnections = try reader.parse(Option.blockDirectConnections, default: false) { try parseBool($0) }
+        let udpOffload = try reader.parse(Option.udpOffload, default: true) { try parseBool($0) }
         let derpAcceptRate = try reader.parse(Option.derpAcceptRate, default: 0) { text -> Int in
             guard let value = Int(text), value >= 0 else { throw Reason("must be a whole number ≥ 0 (0: unlimited)") }
             return value
@@ -152,7 +156,8 @@ struct ServerSettings {
             logFormat: logFormat, logLevel: logLevel, dev: dev, derpServerEnabled: derpServerEnabled,
             derpConfigPath: derpConfigPath, derpConfigURL: derpConfigURL,
             derpMesh: derpMeshKey.map { DERPMeshSettings(key: $0, peers: derpMeshPeers) },
-            derpForceWebSockets: derpForceWebSockets, blockDirectConnections: blockDirectConnections, derpAcceptRate: derpAcceptRate
+            derpForceWebSockets: derpForceWebSockets, blockDirectConnections: blockDirectConnections, udpOffload: udpOffload,
+            derpAcceptRate: derpAcceptRate
         )
     }
 
