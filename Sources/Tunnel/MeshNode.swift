@@ -19,8 +19,8 @@ public final class MeshNode: Sendable {
     /// Datagrams taken from the socket per receive call; with GRO each slot may hold a run (8 slots of 64 KiB: a
     /// 512 KiB buffer, reused from read to read).
     static let datagramsPerRead = receivesCoalesced ? 8 : 16
-    /// Room for one received datagram: WireGuard packets of the mesh MTU (1280) and its overhead, with margin.
-    /// Anything longer is cut short and then fails authentication, as it could never be a peer's packet.
+    /// The longest datagram taken: WireGuard packets of the mesh MTU (1280) and its overhead, with margin. Anything
+    /// longer could never be a peer's packet and is dropped unread.
     static let maxDatagramSize = 2048
     /// Whether the socket takes coalesced runs (GRO); then a receive slot must hold a whole run.
     static let receivesCoalesced = UDPOffload.receiveAvailable
@@ -50,7 +50,10 @@ public final class MeshNode: Sendable {
         private var pendingRun: UDPOffload.Run?
         /// Whether segmented writes may be tried at all (configuration), and what each endpoint's route allows.
         var segmentationAllowed = UDPOffload.sendAvailable
-        private var segmentation: [Endpoint: Bool] = [:]
+        /// Per endpoint, the longest segment a segmented write may carry (0: none) and until when that holds.
+        private var segmentLimits: [Endpoint: (limit: Int, until: NIODeadline)] = [:]
+        /// Datagrams longer than any peer sends, dropped before any work is spent on them.
+        var oversizedDatagrams = 0
         /// Writes that carried several datagrams, and reads that brought several: for tests and statistics.
         var segmentedWrites = 0
         var coalescedReads = 0
@@ -76,6 +79,11 @@ public final class MeshNode: Sendable {
         /// A datagram from a path (UDP or DERP). Transport messages take the data path: opened into a buffer of
         /// their own and handed on without another copy. Handshakes and cookies go the device's array path.
         func receive(_ datagram: ByteBuffer, from endpoint: Endpoint) {
+            // Receive slots hold whole GRO runs (64 KiB); a single datagram that long is no peer's.
+            guard datagram.readableBytes <= MeshNode.maxDatagramSize else {
+                oversizedDatagrams += 1
+                return
+            }
             guard datagram.getInteger(at: datagram.readerIndex, as: UInt8.self) == WireGuardMessageType.transport.rawValue else {
                 return handle(device.receive(Array(datagram.readableBytesView), from: endpoint, now: .now))
             }
@@ -127,10 +135,17 @@ public final class MeshNode: Sendable {
         /// One segmented write for a run of several datagrams when the route takes it, else a write each.
         private func write(_ run: UDPOffload.Run) {
             guard let channel, let remote = socketAddress(of: run.endpoint) else { return }
-            if run.datagrams.count > 1, segmentationAllowed, segmentationWorks(to: run.endpoint) {
+            if run.datagrams.count > 1, segmentationAllowed, run.segmentSize <= segmentLimit(to: run.endpoint) {
                 segmentedWrites += 1
                 let metadata = AddressedEnvelope<ByteBuffer>.Metadata(ecnState: .transportNotCapable, packetInfo: nil, segmentSize: run.segmentSize)
-                return channel.write(AddressedEnvelope(remoteAddress: remote, data: run.joined(allocator: channel.allocator), metadata: metadata), promise: nil)
+                let written = channel.eventLoop.makePromise(of: Void.self)
+                // A refusal SwiftNIO survives (EMSGSIZE: the path MTU shrank): no more runs there for a while; the
+                // streams resend what was lost.
+                let endpoint = run.endpoint
+                written.futureResult.assumeIsolated().whenFailure { [weak self] _ in
+                    self?.segmentLimits[endpoint] = (0, .now() + UDPOffload.probeLifetime)
+                }
+                return channel.write(AddressedEnvelope(remoteAddress: remote, data: run.joined(allocator: channel.allocator), metadata: metadata), promise: written)
             }
             for datagram in run.datagrams { channel.write(AddressedEnvelope(remoteAddress: remote, data: datagram), promise: nil) }
         }
@@ -142,12 +157,13 @@ public final class MeshNode: Sendable {
             return address
         }
 
-        /// Asked of the kernel once per endpoint (see `UDPOffload.segmentationWorks`).
-        private func segmentationWorks(to endpoint: Endpoint) -> Bool {
-            if let known = segmentation[endpoint] { return known }
-            let works = UDPOffload.segmentationWorks(to: endpoint)
-            segmentation[endpoint] = works
-            return works
+        /// Asked of the kernel per endpoint, again once the answer is old (see `UDPOffload.segmentLimit`).
+        private func segmentLimit(to endpoint: Endpoint) -> Int {
+            let now = NIODeadline.now()
+            if let known = segmentLimits[endpoint], now < known.until { return known.limit }
+            let limit = UDPOffload.segmentLimit(to: endpoint)
+            segmentLimits[endpoint] = (limit, now + UDPOffload.probeLifetime)
+            return limit
         }
 
         private var allocator: ByteBufferAllocator { channel?.allocator ?? ByteBufferAllocator() }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Tunnel
 
 @main
 struct Meshgate: AsyncParsableCommand {
@@ -9,4 +10,10 @@ struct Meshgate: AsyncParsableCommand {
         version: BuildInfoVersion.value,
         subcommands: [ServerCommand.self, AgentCommand.self]
     )
+
+    static func main() async {
+        // Before any thread uses libsodium: its set-up swaps in the CPU's implementations (see `Sodium`).
+        Sodium.start()
+        await main(nil)
+    }
 }

@@ -77,6 +77,24 @@ import Testing
         #expect(pair.run(for: .seconds(2)) { pair.a.connections.values.allSatisfy { $0.streams.isEmpty } && pair.b.connections.values.allSatisfy { $0.streams.isEmpty } })
     }
 
+    /// Data and a RESET_STREAM that arrive in one turn of the loop: the data reaches the pipeline first (delivery
+    /// waits for the end of the turn, and the reset must not overtake it), then the reset.
+    @Test func dataBeforeAResetInTheSameTurnArrivesFirst() throws {
+        let pair = StreamLinkPair()
+        let accepted = listen(pair)
+        let (stream, _) = try pair.open(.tcp(port: 2))
+        stream.writeAndFlush(ByteBuffer(string: "open. "), promise: nil)
+        #expect(pair.run(for: .seconds(1)) { accepted.byPort[2]?.first?.received.readableBytes == 6 })
+        stream.writeAndFlush(ByteBuffer(string: "before the reset"), promise: nil)
+        pair.loop.run()  // the data leaves now, the reset right after it: both arrive 1 ms later, in one turn
+        try stream.triggerUserOutboundEvent(MeshStreamEvent.reset(code: 7)).wait()
+        pair.loop.run()
+        #expect(pair.run(for: .seconds(2)) { accepted.byPort[2]?.first?.inactive == true })
+        let peer = try #require(accepted.byPort[2]?.first)
+        #expect(peer.received == ByteBuffer(string: "open. before the reset"))
+        #expect(peer.errors.first as? MeshStreamError == .reset(code: 7))
+    }
+
     /// Closing the input sends STOP_SENDING: the writer learns it with `.stopSending` and its output is reset.
     @Test func stopSending() throws {
         let pair = StreamLinkPair()

@@ -178,7 +178,7 @@ struct FastExchangeOnLoop: @unchecked Sendable {
     /// The next body part, taken on the stream's loop and handed to `deliver` on `browserLoop`: one task each way
     /// when the loops differ, none when they are the same.
     func nextBodyPart(to browserLoop: any EventLoop, _ deliver: @escaping @Sendable (Result<AgentHTTPExchange.BodyPart, any Error>) -> Void) {
-        guard !loop.inEventLoop else { return exchange.nextBodyPart(deliver) }
+        guard loop !== browserLoop else { return exchange.nextBodyPart(deliver) }
         loop.execute {
             exchange.nextBodyPart { result in browserLoop.execute { deliver(result) } }
         }

@@ -23,26 +23,37 @@ enum UDPOffload {
     static var sendAvailable: Bool { System.supportsUDPSegmentationOffload }
     static var receiveAvailable: Bool { System.supportsUDPReceiveOffload }
 
-    /// Whether a segmented write towards `endpoint` goes through. The kernel refuses one (EIO) when the route's
-    /// device cannot checksum in hardware, and SwiftNIO closes a datagram channel on that error, so each endpoint
-    /// is asked once, on a throwaway socket routed the same way. The probe is two one-byte datagrams, which the
-    /// peer drops as malformed.
-    static func segmentationWorks(to endpoint: Endpoint) -> Bool {
+    /// The longest segment a segmented write towards `endpoint` may carry: the route's MTU less the IP and UDP
+    /// headers, or 0 where segmented writes fail. The kernel refuses one when the route's device cannot checksum
+    /// in hardware (EIO) or a segment would not fit the MTU unfragmented (EINVAL, or EMSGSIZE on newer kernels),
+    /// and SwiftNIO closes a datagram channel on the first two. So each endpoint is asked on a throwaway socket
+    /// routed the same way: the MTU of its route, and a segmented write of two one-byte datagrams (which the
+    /// peer drops as malformed).
+    static func segmentLimit(to endpoint: Endpoint) -> Int {
         #if os(Linux)
-        guard sendAvailable, let address = endpoint.socketAddress else { return false }
-        let fd = socket(address.protocol == .inet6 ? AF_INET6 : AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-        guard fd >= 0 else { return false }
+        guard sendAvailable, let address = endpoint.socketAddress else { return 0 }
+        let inet6 = address.protocol == .inet6
+        let fd = socket(inet6 ? AF_INET6 : AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { return 0 }
         defer { close(fd) }
         var segment: Int32 = 1
         guard setsockopt(fd, Int32(IPPROTO_UDP), 103 /* UDP_SEGMENT */, &segment, socklen_t(MemoryLayout<Int32>.size)) == 0,
             address.withSockAddr({ connect(fd, $0, socklen_t($1)) }) == 0
-        else { return false }
+        else { return 0 }
+        // The connected route's MTU: IP_MTU (14) and IPV6_MTU (24), which the Swift overlay does not export.
+        var mtu: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        guard getsockopt(fd, inet6 ? Int32(IPPROTO_IPV6) : Int32(IPPROTO_IP), inet6 ? 24 : 14, &mtu, &length) == 0 else { return 0 }
         let probe: [UInt8] = [0, 0]
-        return send(fd, probe, probe.count, Int32(MSG_DONTWAIT)) == probe.count
+        guard send(fd, probe, probe.count, Int32(MSG_DONTWAIT)) == probe.count else { return 0 }
+        return max(0, Int(mtu) - (inet6 ? 48 : 28))
         #else
-        return false
+        return 0
         #endif
     }
+
+    /// How long a probe's answer stands: routes change (a VPN comes up, a path MTU shrinks).
+    static let probeLifetime: TimeAmount = .seconds(30)
 
     /// Turns GRO on for `channel` if the kernel lets it: a run of datagrams then arrives as one, with its segment
     /// size. The size is asked for first: a run without it would read as one oversized datagram. A kernel that

@@ -368,7 +368,6 @@ final class MeshConnection: @unchecked Sendable {
         stream.decided(owner?.decide(MeshStreamRequest(peer: peer, service: service)) ?? .refuse(reason: "the node is shutting down"))
     }
 
-    /// Forgets a stream once both directions are settled and its channel is closed.
     /// Queues `stream` for delivery after everything this turn of the loop reads (tasks run after I/O).
     func streamHasInbound(_ stream: MeshStreamChannel) {
         inboundPending.append(stream)
@@ -380,6 +379,7 @@ final class MeshConnection: @unchecked Sendable {
         }
     }
 
+    /// Forgets a stream once both directions are settled and its channel is closed.
     func streamStateChanged(_ stream: MeshStreamChannel) {
         stream.closeIfBothEnded()
         guard stream.isClosed, stream.sendFinished, stream.receiveFinished, streams[stream.id] === stream else { return }
@@ -403,6 +403,8 @@ final class MeshConnection: @unchecked Sendable {
             sendClose(code: code, reason: reason)
         }
         closedWith = error
+        // What came before the end is delivered before it (once closed: a handler that reacts cannot close again).
+        for stream in streams.values { stream.flushInbound() }
         timer?.cancel()
         timer = nil
         let open = streams.values

@@ -427,6 +427,7 @@ final class MeshStreamChannel: Channel, ChannelCore, @unchecked Sendable {
 
     /// The peer does not want our data (STOP_SENDING): reset as RFC 9000 §3.5 asks.
     func peerStoppedSending(code: UInt64) {
+        flushInbound()
         guard !resetSent, !finAcknowledged else { return }
         resetSending(code: code)
         if lifecycle == .active { pipeline.fireErrorCaught(MeshStreamError.stopSending(code: code)) }
@@ -444,15 +445,26 @@ final class MeshStreamChannel: Channel, ChannelCore, @unchecked Sendable {
         connection.streamHasInbound(self)
     }
 
-    /// The connection's turn for what `inboundChanged` announced.
+    /// The connection's turn for what `inboundChanged` announced. A stream closed meanwhile takes nothing (its
+    /// acceptor and initializer must not run now); one the peer reset has had its credit back already.
     func deliverInbound() {
+        guard inboundQueued else { return }
         inboundQueued = false
-        if stopSendingSent { discardReceived() } else { pullInbound() }
+        if !resetReceived {
+            if stopSendingSent { discardReceived() } else if lifecycle != .closed { pullInbound() }
+        }
         connection.streamStateChanged(self)
+    }
+
+    /// Delivers what waits for the end of the turn now: a reset, a STOP_SENDING or the connection's end that came
+    /// after it in the same turn must not overtake it.
+    func flushInbound() {
+        if inboundQueued { deliverInbound() }
     }
 
     /// The peer reset its side: deliver the error and close.
     func peerReset(code: UInt64) {
+        flushInbound()
         guard !resetReceived else { return }
         resetReceived = true
         pendingRead = nil
