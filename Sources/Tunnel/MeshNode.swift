@@ -52,7 +52,7 @@ public final class MeshNode: Sendable {
         var segmentationAllowed = UDPOffload.sendAvailable
         /// Per endpoint, the longest segment a segmented write may carry (0: none) and until when that holds.
         private var segmentLimits: [Endpoint: (limit: Int, until: NIODeadline)] = [:]
-        /// Datagrams longer than any peer sends, dropped before any work is spent on them.
+        /// Datagrams longer than any peer sends, dropped before any work is spent on them (`drops()`: malformed).
         var oversizedDatagrams = 0
         /// Writes that carried several datagrams, and reads that brought several: for tests and statistics.
         var segmentedWrites = 0
@@ -323,8 +323,13 @@ public final class MeshNode: Sendable {
         try await onLoop { ($0.segmentedWrites, $0.coalescedReads) }
     }
 
+    /// Datagrams dropped, by reason: the device's, and those too long for any peer (counted as malformed).
     public func drops() async throws -> [WireGuardDevice.DropReason: Int] {
-        try await onLoop { $0.device.drops }
+        try await onLoop { state in
+            var drops = state.device.drops
+            if state.oversizedDatagrams > 0 { drops[.malformed, default: 0] += state.oversizedDatagrams }
+            return drops
+        }
     }
 
     public func close() async throws {

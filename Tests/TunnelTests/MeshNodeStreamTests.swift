@@ -78,6 +78,26 @@ import Testing
         }
     }
 
+    /// A datagram longer than any peer's (the GRO slots would hold 64 KiB) is dropped unread and counted; the node
+    /// goes on serving.
+    @Test func anOversizedDatagramIsDroppedUnread() async throws {
+        let (a, b) = try await Self.pair()
+        defer { Task { try? await a.close(); try? await b.close() } }
+        let sender = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
+        var forged = ByteBuffer(bytes: [4, 0, 0, 0])
+        forged.writeRepeatingByte(0x42, count: 4000)
+        try await sender.writeAndFlush(AddressedEnvelope(remoteAddress: try SocketAddress(ipAddress: "127.0.0.1", port: b.localPort!), data: forged))
+        try await sender.close()
+        var dropped = 0
+        for _ in 0..<200 where dropped == 0 {
+            dropped = try await b.drops()[.malformed] ?? 0
+            if dropped == 0 { try await Task.sleep(for: .milliseconds(5)) }
+        }
+        #expect(dropped == 1)
+        #expect(try await b.drops()[.authentication] == nil, "no work was spent on it")
+        #expect(try await a.ping(b.address) > .zero)
+    }
+
     /// No route to a node we have no peer entry for.
     @Test func unknownPeer() async throws {
         let (a, b) = try await Self.pair()
