@@ -48,8 +48,9 @@ public final class MeshNode: Sendable {
         private var lastDestination: (endpoint: Endpoint, address: SocketAddress)?
         /// UDP datagrams waiting to go out together (see `UDPOffload.Run`).
         private var pendingRun: UDPOffload.Run?
-        /// Whether segmented writes may be tried at all (configuration), and what each endpoint's route allows.
-        var segmentationAllowed = UDPOffload.sendAvailable
+        /// Whether segmented writes may be tried at all (configuration; a kernel without them gets a limit of 0 from
+        /// every probe).
+        var segmentationAllowed = true
         /// Per endpoint, the longest segment a segmented write may carry (0: none) and until when that holds.
         private var segmentLimits: [Endpoint: (limit: Int, until: NIODeadline)] = [:]
         /// Datagrams longer than any peer sends, dropped before any work is spent on them (`drops()`: malformed).
@@ -229,7 +230,7 @@ public final class MeshNode: Sendable {
             .bind(host: host, port: port).get()
         let timer = try await loop.submit {
             state.value.channel = channel
-            state.value.segmentationAllowed = direct.udpOffload && UDPOffload.sendAvailable
+            state.value.segmentationAllowed = direct.udpOffload
             let family = channel.localAddress?.protocol
             state.value.direct = DirectPaths(privateKey: privateKey, configuration: direct) { endpoint in
                 endpoint.socketAddress?.protocol == family && UDPRoute.exists(to: endpoint)
@@ -315,7 +316,7 @@ public final class MeshNode: Sendable {
     /// Whether this node may send runs of datagrams as one segmented write (GSO, see `UDPOffload`): on where the
     /// kernel has it, and still asked of each route once. Off, every datagram is a write of its own.
     public func setSegmentationOffload(_ allowed: Bool) async throws {
-        try await onLoop { $0.segmentationAllowed = allowed && UDPOffload.sendAvailable }
+        try await onLoop { $0.segmentationAllowed = allowed }
     }
 
     /// Segmented writes sent and coalesced reads received so far.
