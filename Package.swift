@@ -84,6 +84,9 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),  // HS512 app tokens, AES-GCM app-connect keys
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),  // HTTPS apps: TLS over the mesh stream
                 .product(name: "NIOTLS", package: "swift-nio"),  // ... and its handshake event
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),  // the fast path's HTTP/2 streams, as frames
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
+                .product(name: "HummingbirdHTTP2", package: "hummingbird"),  // the rest of them: its stream codec
                 .product(name: "HummingbirdCore", package: "hummingbird"),  // the browser's Request, the Response
                 .product(name: "Hummingbird", package: "hummingbird"),  // the app proxy as router middleware
             ],
@@ -165,7 +168,6 @@ let package = Package(
                 .product(name: "NIOFoundationEssentialsCompat", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),  // the HTTP server behind the agent stream pool tests
                 .product(name: "NIOEmbedded", package: "swift-nio"),
-                .product(name: "NIOHTTP2", package: "swift-nio-http2"),  // the HTTP/2 connection keeper's frames
                 .product(name: "Logging", package: "swift-log"),
                 "MeshgateTesting",  // the loopback agent mesh
             ],
@@ -223,6 +225,8 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),  // the upstream WebSocket server and the raw client's frames
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),  // the HTTP/2 connection keeper's frames
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),  // the app behind the agent
                 .product(name: "HummingbirdTLS", package: "hummingbird"),  // ... as an HTTPS app
                 .product(name: "HummingbirdTesting", package: "hummingbird"),  // a browser in front of the forwarder

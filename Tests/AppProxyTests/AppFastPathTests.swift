@@ -262,8 +262,10 @@ struct FastPathGateway {
 
     static let alice = AppRequester(userID: UUID(), username: "alice", isSiteOwner: false)
 
+    /// `http2`: the server speaks HTTP/2 with prior knowledge (h2c), its fast path on the frames.
     static func with(
-        responseHeadTimeout: Duration = AgentHTTPExchange.defaultResponseHeadTimeout, _ body: @escaping @Sendable (FastPathGateway) async throws -> Void
+        responseHeadTimeout: Duration = AgentHTTPExchange.defaultResponseHeadTimeout, http2: Bool = false,
+        _ body: @escaping @Sendable (FastPathGateway) async throws -> Void
     ) async throws {
         try await ForwardingFixture.with { fixture in
             try await withTestApp(upstreamRouter()) { appPort in
@@ -280,7 +282,12 @@ struct FastPathGateway {
                         gate: gate, forwarder: fixture.forwarder, connectKeys: StaticKeys<AppConnectEncryption>(), clientAddress: { _ in "127.0.0.1" }
                     )
                 )
-                let server = HTTPServerBuilder.http1(configuration: .init(additionalChannelHandlers: [fastPath.handler(secure: false)]))
+                let server =
+                    http2
+                    ? HTTPServerBuilder { responder in
+                        AppHTTP2Channel(responder: responder, connectionHandlers: { [fastPath.http2Handler(secure: false)] })
+                    }
+                    : HTTPServerBuilder.http1(configuration: .init(additionalChannelHandlers: [fastPath.handler(secure: false)]))
                 let shutdown = ShutdownSwitch()
                 try await withTestApp(router, server: server, shutdown: shutdown) { port in
                     try await body(FastPathGateway(fixture: fixture, port: port, observer: observer, shutdown: shutdown))

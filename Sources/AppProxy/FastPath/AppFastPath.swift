@@ -31,6 +31,10 @@ public struct AppFastPath: Sendable {
     /// over TLS (the scheme the app and the full path are told).
     public func handler(secure: Bool) -> AppFastPathHandler { AppFastPathHandler(fastPath: self, secure: secure) }
 
+    /// A handler for one HTTP/2 connection, between NIO's `NIOHTTP2Handler` and its `HTTP2StreamMultiplexer`: the
+    /// streams it serves never get a stream channel.
+    public func http2Handler(secure: Bool) -> AppHTTP2FastStreams { AppHTTP2FastStreams(fastPath: self, secure: secure) }
+
     /// A request the fast path takes on, with what forwarding it needs.
     struct Accepted: Sendable {
         let app: ResolvedApp
@@ -84,11 +88,40 @@ public struct AppFastPath: Sendable {
         return (response, hasBody)
     }
 
-    /// The page for an exchange on an idle stream that failed before the app answered, as the full path words it.
+    /// Begins the exchange for `accepted`; `started` is called once, on `loop` (the browser connection's, which calls
+    /// this), however the exchange went.
+    func begin(_ accepted: Accepted, on loop: any EventLoop, _ started: @escaping (FastExchangeOnLoop.Start) -> Void) {
+        let started = NIOLoopBound(started, eventLoop: loop)
+        FastExchangeOnLoop.begin(accepted, streams: streams, responseHeadTimeout: responseHeadTimeout) { start in
+            if loop.inEventLoop { started.value(start) } else { loop.execute { started.value(start) } }
+        }
+    }
+
+    /// What the browser is sent for the app's answer: the head (CORS decided, the gateway's `Date`) and the body parts
+    /// so far. A whole body in hand goes as one write with its length, not chunked (as on the full path).
+    func answer(_ start: HTTPExchangeHandler.Start, for accepted: Accepted) -> (head: HTTPResponse, hasBody: Bool, parts: [AgentHTTPExchange.BodyPart]) {
+        var (head, hasBody) = browserResponse(start.head, for: accepted)
+        head.headerFields[.date] = HTTPDate.now()
+        guard hasBody, let body = AgentHTTPExchange.wholeBody(start.parts) else { return (head, hasBody, start.parts) }
+        if head.headerFields[.contentLength] == nil { head.headerFields[.contentLength] = String(body.readableBytes) }
+        return (head, hasBody, body.readableBytes > 0 ? [.bytes(body), .end(nil)] : [.end(nil)])
+    }
+
+    /// The page for an exchange on an idle stream that failed before the app answered, as the full path words it,
+    /// with its length and `Date`.
     func errorResponse(_ cause: any Error, for accepted: Accepted) -> (head: HTTPResponse, body: ByteBuffer?) {
         let failure = AgentHTTPExchangeFailure(stage: .request, cause: cause, heard: nil, reusedStream: accepted.lease?.reused ?? false)
         let error = AppForwardError.from(failure, port: accepted.app.port, https: false)
-        return AppGateResponse.page(AppErrorPage.forwarding(error, app: accepted.app)).rendered(json: accepted.wantsJSON)
+        var (head, body) = AppGateResponse.page(AppErrorPage.forwarding(error, app: accepted.app)).rendered(json: accepted.wantsJSON)
+        head.headerFields[.contentLength] = String(body?.readableBytes ?? 0)
+        head.headerFields[.date] = HTTPDate.now()
+        return (head, body)
+    }
+
+    /// Counts a request whose response began (a browser gone before that was answered by nobody).
+    func report(_ request: HTTPRequest, status: HTTPResponse.Status?, began: NIODeadline) {
+        let elapsed = NIODeadline.now() - began
+        observer.finished(request, status: status ?? .badGateway, nanoseconds: UInt64(max(0, elapsed.nanoseconds)))
     }
 }
 

@@ -106,15 +106,7 @@ public final class AppFastPathHandler: ChannelDuplexHandler, RemovableChannelHan
 
     private func serve(_ serving: Serving, context: ChannelHandlerContext) {
         self.serving = serving
-        let loop = context.eventLoop
-        let here = NIOLoopBound((handler: self, serving: serving, context: context), eventLoop: loop)
-        FastExchangeOnLoop.begin(serving.accepted, streams: fastPath.streams, responseHeadTimeout: fastPath.responseHeadTimeout) { start in
-            if loop.inEventLoop {
-                here.value.handler.started(start, here.value.serving, context: here.value.context)
-            } else {
-                loop.execute { here.value.handler.started(start, here.value.serving, context: here.value.context) }
-            }
-        }
+        fastPath.begin(serving.accepted, on: context.eventLoop) { start in self.started(start, serving, context: context) }
     }
 
     private func started(_ start: FastExchangeOnLoop.Start, _ serving: Serving, context: ChannelHandlerContext) {
@@ -132,18 +124,11 @@ public final class AppFastPathHandler: ChannelDuplexHandler, RemovableChannelHan
     private func answer(_ start: HTTPExchangeHandler.Start, exchange: FastExchangeOnLoop, _ serving: Serving, context: ChannelHandlerContext) {
         begin(serving)
         serving.exchange = exchange
-        var (head, hasBody) = fastPath.browserResponse(start.head, for: serving.accepted)
-        head.headerFields[.date] = HTTPDate.now()
-        serving.hasBody = hasBody
-        serving.status = head.status
-        // A whole body in hand goes as one write with its length, not chunked (as on the full path).
-        if hasBody, let body = AgentHTTPExchange.wholeBody(start.parts) {
-            if head.headerFields[.contentLength] == nil { head.headerFields[.contentLength] = String(body.readableBytes) }
-            context.write(wrapOutboundOut(.head(head)), promise: nil)
-            return deliver(body.readableBytes > 0 ? [.bytes(body), .end(nil)] : [.end(nil)], serving, context: context)
-        }
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
-        deliver(start.parts, serving, context: context)
+        let answer = fastPath.answer(start, for: serving.accepted)
+        serving.hasBody = answer.hasBody
+        serving.status = answer.head.status
+        context.write(wrapOutboundOut(.head(answer.head)), promise: nil)
+        deliver(answer.parts, serving, context: context)
     }
 
     /// Writes what the app sent; then either the response is complete or the next part is asked for.
@@ -200,11 +185,8 @@ public final class AppFastPathHandler: ChannelDuplexHandler, RemovableChannelHan
     /// A whole response at once (an error page).
     private func respond(_ response: (head: HTTPResponse, body: ByteBuffer?), _ serving: Serving, context: ChannelHandlerContext) {
         begin(serving)
-        var head = response.head
-        serving.status = head.status
-        head.headerFields[.contentLength] = String(response.body?.readableBytes ?? 0)
-        head.headerFields[.date] = HTTPDate.now()
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        serving.status = response.head.status
+        context.write(wrapOutboundOut(.head(response.head)), promise: nil)
         if let body = response.body { context.write(wrapOutboundOut(.body(body)), promise: nil) }
         context.write(wrapOutboundOut(.end(nil)), promise: nil)
         finish(serving, context: context)
@@ -235,11 +217,8 @@ public final class AppFastPathHandler: ChannelDuplexHandler, RemovableChannelHan
         releaseHeld(context: context)
     }
 
-    /// Counted once its response began: a browser gone before that was answered by nobody.
     private func report(_ serving: Serving) {
-        guard serving.started else { return }
-        let elapsed = NIODeadline.now() - serving.began
-        fastPath.observer.finished(serving.request, status: serving.status ?? .badGateway, nanoseconds: UInt64(max(0, elapsed.nanoseconds)))
+        if serving.started { fastPath.report(serving.request, status: serving.status, began: serving.began) }
     }
 
     /// Takes up what waited, in order, until a request is served here again (its own parts up to its end are taken

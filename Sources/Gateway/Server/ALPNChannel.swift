@@ -1,3 +1,4 @@
+import AppProxy
 import HummingbirdCore
 import HummingbirdHTTP2
 import HummingbirdWebSocket

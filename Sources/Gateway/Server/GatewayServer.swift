@@ -79,7 +79,8 @@ public struct GatewayServer: Sendable {
         let derp = environment.derp
         let apps = environment.appUpgrades
         let fastPath = environment.appFastPath(observer: AppFastPathLog(logger: logger, level: requestLogLevel))
-        // Each connection (and HTTP/2 stream) gets its own fast path handler, after the HTTP codec.
+        // Each HTTP/1.1 connection gets its own fast path handler, after the HTTP codec; each HTTP/2 connection one on
+        // its frames.
         let http1Configuration = { @Sendable (secure: Bool) in
             HTTP1Channel.Configuration(additionalChannelHandlers: fastPath.map { [$0.handler(secure: secure)] } ?? [])
         }
@@ -96,7 +97,7 @@ public struct GatewayServer: Sendable {
             let builder = HTTPServerBuilder { responder in
                 ALPNChannel(
                     certificates: certificates, http1: http1Builder(responder, true),
-                    http2: AppHTTP2Channel(responder: responder, streamHandlers: http1Configuration(true).additionalChannelHandlers)
+                    http2: AppHTTP2Channel(responder: responder, connectionHandlers: { fastPath.map { [$0.http2Handler(secure: true)] } ?? [] })
                 )
             }
             listen(.tls, tlsAddress, builder, api)

@@ -1,7 +1,7 @@
 import NIOCore
 import NIOHTTP2
 
-/// The life of one HTTP/2 connection as a whole, after NIO's HTTP/2 handler (`AppHTTP2Channel`): a graceful
+/// The life of one HTTP/2 connection as a whole, after NIO's HTTP/2 handler (in `AppHTTP2Channel`): a graceful
 /// shutdown that lets the streams in flight finish, the end of a connection whose client stopped sending (at
 /// once: a stream still waiting for its request could never finish), and no ping floods.
 ///
@@ -37,17 +37,8 @@ final class HTTP2ConnectionKeeper: ChannelDuplexHandler {
     private var lastStreamID = HTTP2StreamID.rootStream
     private var pingStrikes = 0
     private var lastPing: NIODeadline?
-    private var context: ChannelHandlerContext?
 
-    /// NIO's HTTP/2 handler reports streams here; it calls on the connection's event loop.
-    var streamDelegate: some NIOHTTP2StreamDelegate { Delegate(keeper: NIOLoopBound(self, eventLoop: eventLoop)) }
-    private let eventLoop: any EventLoop
-
-    init(eventLoop: any EventLoop) { self.eventLoop = eventLoop }
-
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
-
-    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+    init() {}
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
@@ -78,6 +69,12 @@ final class HTTP2ConnectionKeeper: ChannelDuplexHandler {
                 goAway(lastStreamID: .maxID, context: context)
                 context.writeAndFlush(wrapOutboundOut(HTTP2Frame(streamID: .rootStream, payload: .ping(Self.shutdownPing, ack: false))), promise: nil)
             }
+        case let created as NIOHTTP2StreamCreatedEvent:
+            openStreams.insert(created.streamID)
+            lastStreamID = max(lastStreamID, created.streamID)
+        case let closed as StreamClosedEvent:
+            openStreams.remove(closed.streamID)
+            closeIfDone(context: context)
         case ChannelEvent.inputClosed:
             context.close(promise: nil)
         default:
@@ -91,16 +88,6 @@ final class HTTP2ConnectionKeeper: ChannelDuplexHandler {
         context.close(promise: nil)
     }
 
-    private func streamOpened(_ id: HTTP2StreamID) {
-        openStreams.insert(id)
-        lastStreamID = max(lastStreamID, id)
-    }
-
-    private func streamClosed(_ id: HTTP2StreamID) {
-        openStreams.remove(id)
-        if let context { closeIfDone(context: context) }
-    }
-
     private func closeIfDone(context: ChannelHandlerContext) {
         if openStreams.isEmpty, phase == .closing { context.close(promise: nil) }
     }
@@ -108,13 +95,6 @@ final class HTTP2ConnectionKeeper: ChannelDuplexHandler {
     private func goAway(lastStreamID: HTTP2StreamID, error: HTTP2ErrorCode = .noError, context: ChannelHandlerContext) {
         let frame = HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: lastStreamID, errorCode: error, opaqueData: nil))
         context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
-    }
-
-    private struct Delegate: NIOHTTP2StreamDelegate {
-        let keeper: NIOLoopBound<HTTP2ConnectionKeeper>
-
-        func streamCreated(_ id: HTTP2StreamID, channel: any Channel) { keeper.value.streamOpened(id) }
-        func streamClosed(_ id: HTTP2StreamID, channel: any Channel) { keeper.value.streamClosed(id) }
     }
 }
 

@@ -3,16 +3,24 @@ import NIOEmbedded
 import NIOHTTP2
 import Testing
 
-@testable import Gateway
+@testable import AppProxy
 
 /// The connection keeper alone, fed frames and events on an embedded channel.
 @Suite struct HTTP2ConnectionKeeperTests {
-    func connection() throws -> (EmbeddedChannel, HTTP2ConnectionKeeper) {
+    func connection() throws -> EmbeddedChannel {
         let channel = EmbeddedChannel()
-        let keeper = HTTP2ConnectionKeeper(eventLoop: channel.eventLoop)
-        try channel.pipeline.syncOperations.addHandler(keeper)
+        try channel.pipeline.syncOperations.addHandler(HTTP2ConnectionKeeper())
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 443)).wait()
-        return (channel, keeper)
+        return channel
+    }
+
+    /// The events NIO's HTTP/2 handler sends up the pipeline as streams open and close.
+    func opened(_ id: Int, on channel: EmbeddedChannel) {
+        channel.pipeline.fireUserInboundEventTriggered(NIOHTTP2StreamCreatedEvent(streamID: HTTP2StreamID(id), localInitialWindowSize: nil, remoteInitialWindowSize: nil))
+    }
+
+    func closed(_ id: Int, on channel: EmbeddedChannel) {
+        channel.pipeline.fireUserInboundEventTriggered(StreamClosedEvent(streamID: HTTP2StreamID(id), reason: nil))
     }
 
     func goAways(_ channel: EmbeddedChannel) throws -> [(HTTP2StreamID, HTTP2ErrorCode)] {
@@ -28,10 +36,10 @@ import Testing
     }
 
     @Test func aPingFloodIsToldToCalmDownAndKeepalivesAreNot() throws {
-        let (channel, keeper) = try connection()
+        let channel = try connection()
         let loop = try #require(channel.eventLoop as? EmbeddedEventLoop)
         // Keepalive pings a second apart, with a stream open or not, never strike.
-        keeper.streamDelegate.streamCreated(HTTP2StreamID(1), channel: channel)
+        opened(1, on: channel)
         for _ in 0..<30 {
             try channel.writeInbound(ping())
             loop.advanceTime(by: HTTP2ConnectionKeeper.minimumPingInterval)
@@ -47,27 +55,26 @@ import Testing
     }
 
     @Test func aGracefulShutdownWaitsForThePingAndTheLastStream() throws {
-        let (channel, keeper) = try connection()
-        let delegate = keeper.streamDelegate
-        delegate.streamCreated(HTTP2StreamID(3), channel: channel)
+        let channel = try connection()
+        opened(3, on: channel)
         channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
         #expect(try goAways(channel).map(\.0) == [.maxID])
         // Another client's ping is not the one that ends the first phase.
         try channel.writeInbound(ping(7, ack: true))
         #expect(try goAways(channel).isEmpty)
-        delegate.streamCreated(HTTP2StreamID(5), channel: channel)
+        opened(5, on: channel)
         try channel.writeInbound(HTTP2Frame(streamID: .rootStream, payload: .ping(HTTP2ConnectionKeeper.shutdownPing, ack: true)))
         #expect(try goAways(channel).map(\.0) == [HTTP2StreamID(5)])
-        delegate.streamClosed(HTTP2StreamID(3), channel: channel)
+        closed(3, on: channel)
         #expect(channel.isActive)
-        delegate.streamClosed(HTTP2StreamID(5), channel: channel)
+        closed(5, on: channel)
         #expect(!channel.isActive)
     }
 
     /// Nothing more can come: a stream waiting for its request could never finish.
     @Test func aClientThatStoppedSendingIsClosedAtOnce() throws {
-        let (channel, keeper) = try connection()
-        keeper.streamDelegate.streamCreated(HTTP2StreamID(1), channel: channel)
+        let channel = try connection()
+        opened(1, on: channel)
         channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
         #expect(!channel.isActive)
     }

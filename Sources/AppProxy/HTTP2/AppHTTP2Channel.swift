@@ -6,50 +6,59 @@ import NIOHTTP2
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP2
 
-/// HTTP/2 connections whose streams get a task only when Hummingbird must answer them.
+/// HTTP/2 connections to a gateway serving apps, whose streams get a channel only when Hummingbird must answer
+/// them, and a task only then.
 ///
-/// Hummingbird's `HTTP2Channel` wraps every stream in an `NIOAsyncChannel` and starts a task for it as the stream
-/// opens, before its request is known. Most streams to a busy gateway are app requests that the fast path
-/// (`AppFastPathHandler`, among `streamHandlers`) answers on the event loop; for those, the wrapping, the task and
-/// its wake-ups were about two fifths of the gateway's CPU per HTTP/2 request. Here a stream is wrapped and handed
-/// to Hummingbird (`HTTPChannelHandler.handleHTTP`, the same responder) only when a request part gets past those
-/// handlers. The connection's own life is `HTTP2ConnectionKeeper`'s.
-struct AppHTTP2Channel: ServerChildChannel {
-    typealias Stream = NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>
+/// NIO's HTTP/2 handler, then the connection's own life (`HTTP2ConnectionKeeper`), then `connectionHandlers` on the
+/// frames (the app fast path, `AppHTTP2FastStreams`, which answers most app requests without a stream channel),
+/// then the stream multiplexer for the rest. Hummingbird's `HTTP2Channel` wraps every stream in an `NIOAsyncChannel` and
+/// starts a task for it as the stream opens, before its request is known; here a stream is wrapped and handed to
+/// Hummingbird (`HTTPChannelHandler.handleHTTP`, the same responder) when its first request part arrives.
+public struct AppHTTP2Channel: ServerChildChannel {
+    public typealias Stream = NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>
 
-    struct Value: ServerChildChannelValue {
-        let channel: any Channel
+    public struct Value: ServerChildChannelValue {
+        public let channel: any Channel
         /// The streams handed to Hummingbird, as they are; finished when the connection closes.
         let streams: AsyncStream<Stream>
     }
 
     let responder: HTTPChannelHandler.Responder
-    /// After each stream's HTTP/2-to-HTTP codec, in order (the fast path).
-    let streamHandlers: @Sendable () -> [any RemovableChannelHandler]
+    /// After the keeper and before the stream multiplexer, in order, on HTTP/2 frames.
+    let connectionHandlers: @Sendable () -> [any ChannelHandler]
 
-    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+    public init(responder: @escaping HTTPChannelHandler.Responder, connectionHandlers: @escaping @Sendable () -> [any ChannelHandler]) {
+        (self.responder, self.connectionHandlers) = (responder, connectionHandlers)
+    }
+
+    public func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
             let (streams, handOff) = AsyncStream.makeStream(of: Stream.self)
-            let keeper = HTTP2ConnectionKeeper(eventLoop: channel.eventLoop)
             let sync = channel.pipeline.syncOperations
-            _ = try sync.configureHTTP2Pipeline(
-                mode: .server, connectionConfiguration: .init(), streamConfiguration: .init(), streamDelegate: keeper.streamDelegate
+            // NIO's defaults, as its configureHTTP2Pipeline sets them.
+            let settings = NIOHTTP2Handler.StreamConfiguration()
+            try sync.addHandler(NIOHTTP2Handler(mode: .server))
+            try sync.addHandler(HTTP2ConnectionKeeper())
+            try sync.addHandlers(connectionHandlers())
+            let multiplexer = HTTP2StreamMultiplexer(
+                mode: .server, channel: channel, targetWindowSize: settings.targetWindowSize,
+                outboundBufferSizeHighWatermark: settings.outboundBufferSizeHighWatermark,
+                outboundBufferSizeLowWatermark: settings.outboundBufferSizeLowWatermark
             ) { stream in
                 stream.eventLoop.makeCompletedFuture {
                     let streamSync = stream.pipeline.syncOperations
                     try streamSync.addHandler(HTTP2FramePayloadToHTTPServerCodec())
-                    try streamSync.addHandlers(streamHandlers())
                     try streamSync.addHandler(HTTPConnectionStateHandler(idleTimeout: nil, logger: logger))
                     try streamSync.addHandler(StreamHandOff(handOff))
                 }
             }
-            try sync.addHandler(keeper)
+            try sync.addHandler(multiplexer)
             channel.closeFuture.whenComplete { _ in handOff.finish() }
             return Value(channel: channel, streams: streams)
         }
     }
 
-    func handle(value: Value, logger: Logger) async {
+    public func handle(value: Value, logger: Logger) async {
         let handler = StreamResponder(responder: responder)
         await withDiscardingTaskGroup { group in
             for await stream in value.streams {
@@ -95,8 +104,8 @@ private final class StreamHandOff: ChannelInboundHandler, RemovableChannelHandle
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 
-    /// An error before any request part got here (a request NIO could not turn into HTTP, or one the fast path
-    /// held until its answer was out): nobody else would end the stream, which would then hold its slot.
+    /// An error before any request part got here (a request NIO could not turn into HTTP): nobody else would end
+    /// the stream, which would then hold its slot.
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
     }
