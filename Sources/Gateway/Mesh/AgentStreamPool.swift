@@ -26,11 +26,13 @@ public final class AgentStreamPool: AgentStreamFailureReporting, IdleAgentStream
         /// streams wait idle at once than there are requests in flight (with 8, a fifth of the requests of 16
         /// busy connections opened a new stream and a new connection to the app). HTTP/2 browsers run many
         /// requests on a connection: with 64, 16 connections of 10 streams each missed the pool on one request in
-        /// seven, and every miss opened a stream that the next check-in over the bound closed again.
-        public var maxIdlePerKey = 192
+        /// seven, and every miss opened a stream that the next check-in over the bound closed again; with 192,
+        /// 64 connections of 10 streams each still missed on one request in five (one in sixteen now, the rest
+        /// held by the mesh's 512 open streams).
+        public var maxIdlePerKey = 448
         /// Idle streams count against the mesh connection's 512 open streams to the agent: across all its ports,
-        /// at most this many wait idle, so that busy ports never leave new opens waiting on idle ones.
-        public var maxIdlePerAgent = 256
+        /// at most this many wait idle, so that busy ports seldom leave new opens waiting on idle ones.
+        public var maxIdlePerAgent = 480
         /// Sets up a new stream's pipeline on its event loop, after the pool's own watcher.
         public var pipeline: @Sendable (any Channel) throws -> Void = { try AppUpstreamHTTP.addCodec(to: $0) }
         public var timer: any IdleStreamTimer = EventLoopIdleTimer()
