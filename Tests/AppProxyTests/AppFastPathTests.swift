@@ -226,6 +226,8 @@ struct FastPathGateway {
     let observer: CountingObserver
     /// Begins the gateway server's graceful shutdown.
     let shutdown: ShutdownSwitch
+    /// What the app's `/download` wrote.
+    let meter: TransferMeter
 
     final class CountingObserver: AppFastPathObserver {
         private let finished = Atomic(0)
@@ -268,7 +270,8 @@ struct FastPathGateway {
         _ body: @escaping @Sendable (FastPathGateway) async throws -> Void
     ) async throws {
         try await ForwardingFixture.with { fixture in
-            try await withTestApp(upstreamRouter()) { appPort in
+            let meter = TransferMeter()
+            try await withTestApp(upstreamRouter(meter: meter)) { appPort in
                 let gate = AppGate(
                     configuration: .init(accessURL: URL(string: "http://gateway.test")!, hostname: nil, pathAppsDisabled: false, pathAppSharing: false),
                     resolver: OneApp(agentID: fixture.agentID, appPort: UInt16(appPort)), sessions: Sessions(), tokens: StaticKeys<AppTokenSigning>(),
@@ -285,12 +288,12 @@ struct FastPathGateway {
                 let server =
                     http2
                     ? HTTPServerBuilder { responder in
-                        AppHTTP2Channel(responder: responder, connectionHandlers: { [fastPath.http2Handler(secure: false)] })
+                        AppHTTP2Channel(responder: responder, secure: false, connectionHandlers: { [fastPath.http2Handler(secure: false)] })
                     }
                     : HTTPServerBuilder.http1(configuration: .init(additionalChannelHandlers: [fastPath.handler(secure: false)]))
                 let shutdown = ShutdownSwitch()
                 try await withTestApp(router, server: server, shutdown: shutdown) { port in
-                    try await body(FastPathGateway(fixture: fixture, port: port, observer: observer, shutdown: shutdown))
+                    try await body(FastPathGateway(fixture: fixture, port: port, observer: observer, shutdown: shutdown, meter: meter))
                 }
             }
         }

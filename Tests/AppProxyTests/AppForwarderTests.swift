@@ -490,6 +490,7 @@ final class TransferMeter: Sendable {
 
     var maxInFlight: Int { counts.withLock { $0.maxInFlight } }
     var consumedBytes: Int { counts.withLock { $0.consumed } }
+    var producedBytes: Int { counts.withLock { $0.produced } }
 
     func produced(_ bytes: Int) {
         counts.withLock {

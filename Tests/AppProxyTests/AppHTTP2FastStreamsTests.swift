@@ -41,6 +41,24 @@ import Testing
         }
     }
 
+    /// A browser that reads slowly holds the app back: the app writes no more than the browser took plus what the
+    /// stream's DATA frames, the TLS side, the mesh stream and the sockets hold, not the whole download.
+    @Test func aSlowReaderHoldsTheAppBack() async throws {
+        try await FastPathGateway.with(http2: true) { gateway in
+            let cookie = try await gateway.http2Token()
+            let answer = try await gateway.http2(
+                [("/download?bytes=\(512 << 20)", cookie)], extra: ["--max-time", "10", "--limit-rate", "100K"], expectOneConnection: false
+            )
+            let produced = gateway.meter.producedBytes
+            print("a browser taking 100 KB/s for 10 s: it took \(answer[0].size >> 10) KiB, the app wrote \(produced >> 20) MiB")
+            #expect(answer[0].size < 8 << 20)
+            // Measured: 17-22 MiB, what the buffers on the way hold (the browser's and the gateway's socket buffers,
+            // the exchange's, the mesh stream's 4 MiB window, the agent's and the app's sockets); with no limit here,
+            // as much as the mesh carries in the time.
+            #expect(produced < 40 << 20)
+        }
+    }
+
     /// A stale idle stream met before the app answered: the stream goes to the full path then, on a stream channel
     /// the multiplexer creates and activates late, and is answered there.
     @Test func aStaleStreamIsHandedToTheFullPath() async throws {

@@ -71,6 +71,18 @@ import Testing
         #expect(!channel.isActive)
     }
 
+    /// A stream's error (a wrong content-length on it, say) ends that stream only; a connection error ends it all.
+    @Test func aStreamErrorEndsOnlyItsStream() throws {
+        let channel = try connection()
+        opened(1, on: channel)
+        opened(3, on: channel)
+        channel.pipeline.fireErrorCaught(NIOHTTP2Errors.streamError(streamID: HTTP2StreamID(3), baseError: NIOHTTP2Errors.contentLengthViolated()))
+        #expect(channel.isActive)
+        #expect(throws: NIOHTTP2Errors.StreamError.self) { try channel.throwIfErrorCaught() }
+        channel.pipeline.fireErrorCaught(NIOHTTP2Errors.unableToParseFrame())
+        #expect(!channel.isActive)
+    }
+
     /// Nothing more can come: a stream waiting for its request could never finish.
     @Test func aClientThatStoppedSendingIsClosedAtOnce() throws {
         let channel = try connection()

@@ -27,8 +27,14 @@ public struct AppHTTP2Channel: ServerChildChannel {
     /// After the keeper and before the stream multiplexer, in order, on HTTP/2 frames.
     let connectionHandlers: @Sendable () -> [any ChannelHandler]
 
-    public init(responder: @escaping HTTPChannelHandler.Responder, connectionHandlers: @escaping @Sendable () -> [any ChannelHandler]) {
-        (self.responder, self.connectionHandlers) = (responder, connectionHandlers)
+    /// The connection came over TLS: every request is `https`, whatever its `:scheme` says (the scheme decides the
+    /// token cookie's `Secure`, redirects and `X-Forwarded-Proto`).
+    let secure: Bool
+
+    public init(
+        responder: @escaping HTTPChannelHandler.Responder, secure: Bool, connectionHandlers: @escaping @Sendable () -> [any ChannelHandler]
+    ) {
+        (self.responder, self.secure, self.connectionHandlers) = (responder, secure, connectionHandlers)
     }
 
     public func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
@@ -48,6 +54,7 @@ public struct AppHTTP2Channel: ServerChildChannel {
                 stream.eventLoop.makeCompletedFuture {
                     let streamSync = stream.pipeline.syncOperations
                     try streamSync.addHandler(HTTP2FramePayloadToHTTPServerCodec())
+                    if secure { try streamSync.addHandler(SecureScheme()) }
                     try streamSync.addHandler(HTTPConnectionStateHandler(idleTimeout: nil, logger: logger))
                     try streamSync.addHandler(StreamHandOff(handOff))
                 }
@@ -78,6 +85,21 @@ public struct AppHTTP2Channel: ServerChildChannel {
         func handle(value: Stream, logger: Logger) async { await handleHTTP(asyncChannel: value, logger: logger) }
     }
 }
+
+/// Calls a stream's request `https`: it came over TLS. (The fast path sets its own requests' scheme the same way.)
+private final class SecureScheme: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard case .head(var request) = unwrapInboundIn(data) else { return context.fireChannelRead(data) }
+        request.scheme = "https"
+        context.fireChannelRead(wrapInboundOut(.head(request)))
+    }
+}
+
+@available(*, unavailable)
+extension SecureScheme: Sendable {}
 
 /// Last in a stream's pipeline until the first request part reaches it: then the stream becomes an
 /// `NIOAsyncChannel` for Hummingbird's task, the part goes into it, and this handler steps aside.

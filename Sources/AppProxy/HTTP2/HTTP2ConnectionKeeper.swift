@@ -84,6 +84,8 @@ final class HTTP2ConnectionKeeper: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // One stream's error (NIO has reset that stream) is that stream's business: its channel hears of it.
+        if error is NIOHTTP2Errors.StreamError { return context.fireErrorCaught(error) }
         // A protocol error on the connection (NIO has sent its GOAWAY): nothing more can be served on it.
         context.close(promise: nil)
     }

@@ -27,12 +27,12 @@ public final class AgentStreamPool: AgentStreamFailureReporting, IdleAgentStream
         /// busy connections opened a new stream and a new connection to the app). HTTP/2 browsers run many
         /// requests on a connection: with 64, 16 connections of 10 streams each missed the pool on one request in
         /// seven, and every miss opened a stream that the next check-in over the bound closed again; with 192,
-        /// 64 connections of 10 streams each still missed on one request in five (one in sixteen now, the rest
-        /// held by the mesh's 512 open streams).
-        public var maxIdlePerKey = 448
+        /// 64 connections of 10 streams each still missed on one request in five (about one in sixteen with 448).
+        public var maxIdlePerKey = 384
         /// Idle streams count against the mesh connection's 512 open streams to the agent: across all its ports,
-        /// at most this many wait idle, so that busy ports seldom leave new opens waiting on idle ones.
-        public var maxIdlePerAgent = 480
+        /// at most this many wait idle, so that 128 are left for other ports when one port's burst has filled the
+        /// pool (an open past the 512 waits until an idle stream is closed: up to `idleTimeout`).
+        public var maxIdlePerAgent = 384
         /// Sets up a new stream's pipeline on its event loop, after the pool's own watcher.
         public var pipeline: @Sendable (any Channel) throws -> Void = { try AppUpstreamHTTP.addCodec(to: $0) }
         public var timer: any IdleStreamTimer = EventLoopIdleTimer()

@@ -97,7 +97,7 @@ public struct GatewayServer: Sendable {
             let builder = HTTPServerBuilder { responder in
                 ALPNChannel(
                     certificates: certificates, http1: http1Builder(responder, true),
-                    http2: AppHTTP2Channel(responder: responder, connectionHandlers: { fastPath.map { [$0.http2Handler(secure: true)] } ?? [] })
+                    http2: AppHTTP2Channel(responder: responder, secure: true, connectionHandlers: { fastPath.map { [$0.http2Handler(secure: true)] } ?? [] })
                 )
             }
             listen(.tls, tlsAddress, builder, api)
