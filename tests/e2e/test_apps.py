@@ -264,3 +264,68 @@ def test_apps_over_tls_with_http11_and_http2(start_server, tmp_path):
         assert fast_path_served(d) - before == 4
     finally:
         d.stop()
+
+
+def test_an_http2_stream_reset_mid_response_ends_only_that_stream(start_server, tmp_path):
+    """A browser resets one HTTP/2 stream in the middle of a fast-path download (python-h2, a client independent of
+    the server's stack): that stream ends, the connection goes on serving, and a stream that claims `:scheme http`
+    over TLS is still https to the app on the full path."""
+    import socket
+
+    import h2.config
+    import h2.connection
+    import h2.events
+    from conftest import insecure_context
+
+    d = Deployment(start_server, tmp_path, extra=("--prometheus-address", "127.0.0.1:0"), tls=True)
+    try:
+        session = f"meshgate_session_token={d.owner_token}"
+        status, response, _ = d.request("GET", "/@owner/dev/apps/code/headers", headers={"Cookie": session})
+        assert status == 200
+        cookie = f"{token_cookie(response)}; {session}"
+        before = fast_path_served(d)
+        with insecure_context(alpn=["h2"]).wrap_socket(socket.create_connection(("127.0.0.1", d.port))) as tls:
+            assert tls.selected_alpn_protocol() == "h2"
+            tls.settimeout(20)
+            client = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
+            client.initiate_connection()
+
+            def get(stream_id, path, cookie, scheme="https"):
+                client.send_headers(stream_id, [(":method", "GET"), (":path", path), (":scheme", scheme),
+                                                (":authority", f"127.0.0.1:{d.port}"), ("cookie", cookie)], end_stream=True)
+                tls.sendall(client.data_to_send())
+
+            # Reads until `done(received)`; returns what each stream got: status, bytes, ended, reset.
+            received = {}
+
+            def read_until(done):
+                while not done(received):
+                    data = tls.recv(65536)
+                    assert data, f"the connection closed: {received}"
+                    for event in client.receive_data(data):
+                        stream = received.setdefault(getattr(event, "stream_id", 0), {"status": None, "body": b"", "ended": False, "reset": False})
+                        if isinstance(event, h2.events.ResponseReceived):
+                            stream["status"] = dict(event.headers)[b":status"].decode()
+                        elif isinstance(event, h2.events.DataReceived):
+                            stream["body"] += event.data
+                            client.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                        elif isinstance(event, h2.events.StreamEnded):
+                            stream["ended"] = True
+                        elif isinstance(event, h2.events.StreamReset):
+                            stream["reset"] = True
+                    tls.sendall(client.data_to_send())
+
+            get(1, f"/@owner/dev/apps/code/bytes?n={256 << 20}", cookie)
+            read_until(lambda r: len(r.get(1, {}).get("body", b"")) >= 1 << 20)
+            client.reset_stream(1)
+            tls.sendall(client.data_to_send())
+            get(3, "/@owner/dev/apps/code/headers", cookie)
+            get(5, "/@owner/dev/apps/code/headers", session, scheme="http")
+            read_until(lambda r: r.get(3, {}).get("ended") and r.get(5, {}).get("ended"))
+            assert not received[1]["ended"] and len(received[1]["body"]) < 256 << 20
+            assert received[3]["status"] == "200" and json.loads(received[3]["body"])["X-Forwarded-Proto"] == "https"
+            assert received[5]["status"] == "200" and json.loads(received[5]["body"])["X-Forwarded-Proto"] == "https"
+        # The reset download and the stream after it on the fast path; the one with the session alone on the full path.
+        assert fast_path_served(d) - before == 2
+    finally:
+        d.stop()
