@@ -33,7 +33,7 @@ public final class AppHTTP2FastStreams: ChannelDuplexHandler {
         /// Its first frame, for a handover.
         let headers: HTTP2Frame
         let began = NIODeadline.now()
-        /// NIO's creation event, which a handed-over stream's channel needs for its activation.
+        /// NIO's creation event, which a handed-over stream's channel needs (it marks the stream open on the wire).
         var created: NIOHTTP2StreamCreatedEvent?
         var exchange: FastExchangeOnLoop?
         var status: HTTPResponse.Status?
@@ -226,7 +226,8 @@ public final class AppHTTP2FastStreams: ChannelDuplexHandler {
     private func handOver(_ stream: Stream, context: ChannelHandlerContext) {
         streams[stream.id] = nil
         context.fireChannelRead(wrapInboundOut(stream.headers))
-        // Without it the stream's channel would never become active; if it has not come yet, it passes on later.
+        // Without it the stream's channel never learns that the stream is open on the wire (NIO then treats it as
+        // one never sent: closing it early would send no RST_STREAM); if it has not come yet, it passes on later.
         if let created = stream.created { context.fireUserInboundEventTriggered(created) }
         context.fireChannelReadComplete()
     }

@@ -11,9 +11,10 @@ import NIOHTTPTypesHTTP2
 ///
 /// NIO's HTTP/2 handler, then the connection's own life (`HTTP2ConnectionKeeper`), then `connectionHandlers` on the
 /// frames (the app fast path, `AppHTTP2FastStreams`, which answers most app requests without a stream channel),
-/// then the stream multiplexer for the rest. Hummingbird's `HTTP2Channel` wraps every stream in an `NIOAsyncChannel` and
-/// starts a task for it as the stream opens, before its request is known; here a stream is wrapped and handed to
-/// Hummingbird (`HTTPChannelHandler.handleHTTP`, the same responder) when its first request part arrives.
+/// then the stream multiplexer for the rest. Hummingbird's `HTTP2Channel` wraps every stream in an
+/// `NIOAsyncChannel` and starts a task for it as the stream opens, before its request is known; here a stream is
+/// wrapped and handed to Hummingbird (`HTTPChannelHandler.handleHTTP`, the same responder) when its first request
+/// part arrives.
 public struct AppHTTP2Channel: ServerChildChannel {
     public typealias Stream = NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>
 

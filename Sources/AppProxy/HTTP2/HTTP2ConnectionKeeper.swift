@@ -38,8 +38,6 @@ final class HTTP2ConnectionKeeper: ChannelDuplexHandler {
     private var pingStrikes = 0
     private var lastPing: NIODeadline?
 
-    init() {}
-
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         if case .ping(let ping, let ack) = frame.payload {

@@ -27,7 +27,8 @@ public final class AgentStreamPool: AgentStreamFailureReporting, IdleAgentStream
         /// busy connections opened a new stream and a new connection to the app). HTTP/2 browsers run many
         /// requests on a connection: with 64, 16 connections of 10 streams each missed the pool on one request in
         /// seven, and every miss opened a stream that the next check-in over the bound closed again; with 192,
-        /// 64 connections of 10 streams each still missed on one request in five (about one in sixteen with 448).
+        /// 64 connections of 10 streams each still missed on one request in five (one in ten now, one in sixteen
+        /// with 448, which would leave other ports of the agent too little room; see `maxIdlePerAgent`).
         public var maxIdlePerKey = 384
         /// Idle streams count against the mesh connection's 512 open streams to the agent: across all its ports,
         /// at most this many wait idle, so that 128 are left for other ports when one port's burst has filled the
