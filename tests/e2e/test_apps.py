@@ -196,13 +196,20 @@ def token_cookie(response):
     return next(c for c in set_cookies(response) if c.startswith("meshgate_signed_app_token")).split(";")[0]
 
 
+def session_and_token(d):
+    """The owner's session cookie and the signed app token the full path sets on a first request, as a browser then
+    holds them."""
+    session = f"meshgate_session_token={d.owner_token}"
+    status, response, _ = d.request("GET", "/@owner/dev/apps/code/headers", headers={"Cookie": session})
+    assert status == 200
+    return session, token_cookie(response)
+
+
 def test_token_requests_take_the_fast_path(start_server, tmp_path):
     d = Deployment(start_server, tmp_path, extra=("--prometheus-address", "127.0.0.1:0"))
     try:
-        session = f"meshgate_session_token={d.owner_token}"
-        status, response, _ = d.request("GET", "/@owner/dev/apps/code/headers", headers={"Cookie": session})
-        assert status == 200
-        cookie = f"{token_cookie(response)}; theme=dark; {session}"
+        session, token = session_and_token(d)
+        cookie = f"{token}; theme=dark; {session}"
         before = fast_path_served(d)
         # One keep-alive connection, as a browser fetching a page's assets.
         connection = d.connection()
@@ -279,10 +286,8 @@ def test_an_http2_stream_reset_mid_response_ends_only_that_stream(start_server, 
 
     d = Deployment(start_server, tmp_path, extra=("--prometheus-address", "127.0.0.1:0"), tls=True)
     try:
-        session = f"meshgate_session_token={d.owner_token}"
-        status, response, _ = d.request("GET", "/@owner/dev/apps/code/headers", headers={"Cookie": session})
-        assert status == 200
-        cookie = f"{token_cookie(response)}; {session}"
+        session, token = session_and_token(d)
+        cookie = f"{token}; {session}"
         before = fast_path_served(d)
         with insecure_context(alpn=["h2"]).wrap_socket(socket.create_connection(("127.0.0.1", d.port))) as tls:
             assert tls.selected_alpn_protocol() == "h2"
