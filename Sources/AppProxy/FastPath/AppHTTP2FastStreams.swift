@@ -214,9 +214,7 @@ public final class AppHTTP2FastStreams: ChannelDuplexHandler {
             deliver([part], stream, context: context)
         case .failure:
             // The app's response broke off: so does this stream's (its length would be wrong), and only this one.
-            stream.done = true
-            stream.exchange?.abort()
-            report(stream)
+            abandon(stream)
             write(.rstStream(.internalError), on: stream, context: context)
             context.flush()
         }
@@ -262,7 +260,7 @@ public final class AppHTTP2FastStreams: ChannelDuplexHandler {
         for stream in open where !stream.done { abandon(stream) }
     }
 
-    /// The browser went away: the app's half-sent response goes with it.
+    /// The browser went away, or the app's response broke off: the rest of the exchange goes.
     private func abandon(_ stream: Stream) {
         stream.done = true
         stream.exchange?.abort()

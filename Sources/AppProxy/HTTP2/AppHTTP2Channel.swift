@@ -43,14 +43,14 @@ public struct AppHTTP2Channel: ServerChildChannel {
             let (streams, handOff) = AsyncStream.makeStream(of: Stream.self)
             let sync = channel.pipeline.syncOperations
             // NIO's defaults, as its configureHTTP2Pipeline sets them.
-            let settings = NIOHTTP2Handler.StreamConfiguration()
+            let streamDefaults = NIOHTTP2Handler.StreamConfiguration()
             try sync.addHandler(NIOHTTP2Handler(mode: .server))
             try sync.addHandler(HTTP2ConnectionKeeper())
             try sync.addHandlers(connectionHandlers())
             let multiplexer = HTTP2StreamMultiplexer(
-                mode: .server, channel: channel, targetWindowSize: settings.targetWindowSize,
-                outboundBufferSizeHighWatermark: settings.outboundBufferSizeHighWatermark,
-                outboundBufferSizeLowWatermark: settings.outboundBufferSizeLowWatermark
+                mode: .server, channel: channel, targetWindowSize: streamDefaults.targetWindowSize,
+                outboundBufferSizeHighWatermark: streamDefaults.outboundBufferSizeHighWatermark,
+                outboundBufferSizeLowWatermark: streamDefaults.outboundBufferSizeLowWatermark
             ) { stream in
                 stream.eventLoop.makeCompletedFuture {
                     let streamSync = stream.pipeline.syncOperations
